@@ -1,0 +1,244 @@
+// Package render turns a validated topology into the files every host needs.
+// It is a pure function: no file system, no network, no clock; maps are
+// iterated in sorted order, and random material is derived from the site
+// secret, so the same topology gives the same bytes on every run.
+//
+// render must not import remote or runtime/* except runtime/config, the
+// daemon contract.
+package render
+
+import (
+	"fmt"
+	"io/fs"
+	"sort"
+
+	"github.com/mailfleet/mailfleet/spec"
+)
+
+// Action is what a change to a file triggers on its host. Order decides the
+// sequence when several files of a host change (lower first): kernel
+// settings, then the resolver, then daemons, then the cluster.
+type Action struct {
+	// Name is stable and short ("restart mailfleetd-frontend"); the manifest
+	// and plans show it.
+	Name string `json:"name"`
+	// Command runs on the host with /bin/sh -c.
+	Command string `json:"command"`
+	Order   int    `json:"order"`
+}
+
+// Well-known action orders.
+const (
+	OrderSysctl  = 10
+	OrderResolv  = 20
+	OrderDaemon  = 50
+	OrderCluster = 70
+)
+
+// File is one file on one host.
+type File struct {
+	Path      string      // absolute path on the host
+	Mode      fs.FileMode // permission bits
+	Owner     string
+	Group     string
+	Content   []byte
+	Sensitive bool    // contains a secret: never shown in plans or logs
+	Action    *Action // nil: nothing to do when it changes
+}
+
+// Host is everything render decided for one host.
+type Host struct {
+	Node    string // the node's (or router's) name: a DNS label
+	Address string // where the admin reaches it (first address)
+	SSH     spec.SSH
+	Roles   []string // sorted: balancer, frontend, backend, directory, router
+	// Packages are the Debian packages the host's roles need.
+	Packages []string
+	Files    []*File // sorted by Path
+}
+
+// Output is the rendered desired state of a whole site.
+type Output struct {
+	Hosts []*Host // sorted by Node
+}
+
+// Host returns the host called name, or nil.
+func (o *Output) Host(name string) *Host {
+	for _, h := range o.Hosts {
+		if h.Node == name {
+			return h
+		}
+	}
+	return nil
+}
+
+// Options change what is rendered.
+type Options struct {
+	// AllowUnknownSecrets renders placeholders for secrets that could not be
+	// read (used by graph and tests); build leaves it false and fails.
+	AllowUnknownSecrets bool
+}
+
+// Render produces every host's files. t must have passed spec.Validate
+// without errors.
+func Render(t *spec.Topology, opts Options) (*Output, error) {
+	if !opts.AllowUnknownSecrets {
+		if missing := unknownSecrets(t); len(missing) > 0 {
+			return nil, fmt.Errorf("render: secrets not available: %v", missing)
+		}
+	}
+	b := newBuilder(t)
+	steps := []struct {
+		name string
+		fn   func(*builder) error
+	}{
+		{"dns", renderDNS},
+		{"resolv", renderResolv},
+		{"sysctl", renderSysctl},
+		{"balancer", renderBalancer},
+		{"keepalived", renderKeepalived},
+		{"frontend", renderFrontend},
+		{"store", renderStore},
+		{"ldap", renderLDAP},
+		{"cluster", renderCluster},
+		{"units", renderUnits},
+		{"vagrant", renderVagrant},
+	}
+	for _, s := range steps {
+		if err := s.fn(b); err != nil {
+			return nil, fmt.Errorf("render/%s: %w", s.name, err)
+		}
+	}
+	return b.output()
+}
+
+// builder collects files per host while the artifact renderers run.
+type builder struct {
+	t     *spec.Topology
+	keys  *Keys
+	hosts map[string]*Host
+	// Workstation files (the Vagrantfile) go to a pseudo-host.
+}
+
+// WorkstationHost is the pseudo-host that holds files meant for the admin's
+// workstation rather than a node (the Vagrantfile).
+const WorkstationHost = "_workstation"
+
+func newBuilder(t *spec.Topology) *builder {
+	b := &builder{t: t, keys: NewKeys(t.Site.Secret.Value), hosts: map[string]*Host{}}
+	for _, r := range t.Routers {
+		h := b.host(r.Name)
+		if len(r.Interfaces) > 0 {
+			h.Address = r.Interfaces[0].Address.String()
+		}
+		h.SSH = r.SSH
+		h.addRole("router")
+	}
+	for _, n := range t.Nodes {
+		h := b.host(n.Name)
+		h.Address = n.Address.String()
+		h.SSH = n.SSH
+	}
+	return b
+}
+
+func (b *builder) host(name string) *Host {
+	h := b.hosts[name]
+	if h == nil {
+		h = &Host{Node: name}
+		b.hosts[name] = h
+	}
+	return h
+}
+
+func (h *Host) addRole(role string) {
+	for _, r := range h.Roles {
+		if r == role {
+			return
+		}
+	}
+	h.Roles = append(h.Roles, role)
+	sort.Strings(h.Roles)
+}
+
+func (h *Host) addPackages(pkgs ...string) {
+	seen := map[string]bool{}
+	for _, p := range h.Packages {
+		seen[p] = true
+	}
+	for _, p := range pkgs {
+		if !seen[p] {
+			seen[p] = true
+			h.Packages = append(h.Packages, p)
+		}
+	}
+	sort.Strings(h.Packages)
+}
+
+// add puts f on host node; a second file at the same path is a program fault.
+func (b *builder) add(node string, f *File) error {
+	h := b.host(node)
+	for _, g := range h.Files {
+		if g.Path == f.Path {
+			return fmt.Errorf("two files at %s on %s", f.Path, node)
+		}
+	}
+	if f.Owner == "" {
+		f.Owner = "root"
+	}
+	if f.Group == "" {
+		f.Group = "root"
+	}
+	if f.Mode == 0 {
+		f.Mode = 0o644
+	}
+	if f.Sensitive && f.Mode&0o027 != 0 {
+		return fmt.Errorf("%s on %s holds a secret but has mode %o (want 0600 or 0640)", f.Path, node, f.Mode)
+	}
+	h.Files = append(h.Files, f)
+	return nil
+}
+
+func (b *builder) output() (*Output, error) {
+	names := make([]string, 0, len(b.hosts))
+	for n := range b.hosts {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := &Output{}
+	for _, n := range names {
+		h := b.hosts[n]
+		sort.Slice(h.Files, func(i, j int) bool { return h.Files[i].Path < h.Files[j].Path })
+		out.Hosts = append(out.Hosts, h)
+	}
+	return out, nil
+}
+
+func unknownSecrets(t *spec.Topology) []string {
+	var missing []string
+	check := func(what string, s spec.Secret) {
+		if !s.Known {
+			missing = append(missing, what+" ("+s.Source+")")
+		}
+	}
+	check("site secret", t.Site.Secret)
+	if d := t.Directory; d != nil {
+		check("directory admin_password", d.AdminPassword)
+		check("directory service_password", d.ServicePassword)
+	}
+	for _, f := range t.Fences {
+		check("fence "+f.Name+" password", f.Password)
+	}
+	for _, c := range t.Connectors {
+		check("ldap_connector "+c.Name+" bind_password", c.BindPassword)
+	}
+	for _, i := range t.Instances {
+		check("mail_instance "+i.Name+" admin_secret", i.AdminSecret)
+	}
+	for _, bl := range t.Balancers {
+		if len(bl.Nodes) > 1 {
+			check("balancer "+bl.Name+" vrrp password", bl.VRRP.Password)
+		}
+	}
+	return missing
+}
