@@ -77,6 +77,11 @@ type Options struct {
 	// AllowUnknownSecrets renders placeholders for secrets that could not be
 	// read (used by graph and tests); build leaves it false and fails.
 	AllowUnknownSecrets bool
+	// Current returns a file as it is now on a host (from the hosts during a
+	// plan, or from the previous build's output directory), so that DNS zone
+	// serials only grow: a zone whose records did not change keeps the
+	// serial it has; a changed zone gets one larger than it. nil: none known.
+	Current func(node, path string) ([]byte, bool)
 }
 
 // Render produces every host's files. t must have passed spec.Validate
@@ -88,6 +93,7 @@ func Render(t *spec.Topology, opts Options) (*Output, error) {
 		}
 	}
 	b := newBuilder(t)
+	b.opts = opts
 	steps := []struct {
 		name string
 		fn   func(*builder) error
@@ -115,6 +121,7 @@ func Render(t *spec.Topology, opts Options) (*Output, error) {
 // builder collects files per host while the artifact renderers run.
 type builder struct {
 	t     *spec.Topology
+	opts  Options
 	keys  *Keys
 	hosts map[string]*Host
 	// Workstation files (the Vagrantfile) go to a pseudo-host.
