@@ -1,0 +1,54 @@
+// Command mailfleetd is the runtime installed on every host of a mailfleet
+// site: `mailfleetd ROLE -config FILE` with ROLE balancer, frontend or store.
+// It reads the JSON config that `mailfleet build` renders (runtime/config).
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// roles maps each role to its entry point; each parses its own flags and
+// returns the process exit code.
+var roles = map[string]func(args []string, stdout, stderr io.Writer) int{}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: mailfleetd ROLE -config FILE [flags]
+
+Roles:
+  balancer   the L4 balancer in front of the front-end nodes
+  frontend   the IMAP/POP3 proxies and the SMTP router of a front-end node
+  store      one backend mail instance (SMTP/LMTP delivery, IMAP, POP3, admin API)
+  version    print the version
+
+Run 'mailfleetd ROLE -h' for the flags of a role.
+`)
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "mailfleetd", version)
+		return 0
+	}
+	fn, ok := roles[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "mailfleetd: unknown role %q\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	return fn(args[1:], stdout, stderr)
+}
