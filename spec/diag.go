@@ -88,3 +88,27 @@ func (ds *Diagnostics) warnf(r Range, summary, format string, args ...any) {
 	rr := r
 	*ds = append(*ds, Diagnostic{Severity: Warning, Summary: summary, Detail: fmt.Sprintf(format, args...), Subject: &rr})
 }
+
+// Dedup drops diagnostics identical to an earlier one (same severity,
+// summary, detail and place).
+func (ds Diagnostics) Dedup() Diagnostics {
+	type key struct {
+		s            Severity
+		sum, det     string
+		file         string
+		line, column int
+	}
+	seen := map[key]bool{}
+	var out Diagnostics
+	for _, d := range ds {
+		k := key{s: d.Severity, sum: d.Summary, det: d.Detail}
+		if d.Subject != nil {
+			k.file, k.line, k.column = d.Subject.File, d.Subject.Line, d.Subject.Col
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}

@@ -16,6 +16,23 @@ type Range struct {
 	EndByte   int
 }
 
+// Src is where a model object was written: the whole block (Range) and each
+// of its attributes by name (list elements as "name[i]"), so diagnostics can
+// point at the exact attribute.
+type Src struct {
+	Range Range
+	Attrs map[string]Range
+}
+
+// At returns the range of attribute name, or of the whole block when the
+// attribute was not written.
+func (s Src) At(name string) Range {
+	if r, ok := s.Attrs[name]; ok {
+		return r
+	}
+	return s.Range
+}
+
 // Secret is a sensitive value: a password, a fence credential, the site
 // secret. Its String and GoString methods never show the value; Known is false
 // when validate could not read it (env var unset, file missing) so that CI can
@@ -26,7 +43,7 @@ type Secret struct {
 	// Source says where the value came from ("env MAILFLEET_X", "file
 	// secrets/x"), for messages that must name it without showing it.
 	Source string
-	Range  Range
+	Src
 }
 
 func (s Secret) String() string   { return "(sensitive value)" }
@@ -63,7 +80,7 @@ type Site struct {
 	Secret Secret
 	// Cluster is the Pacemaker/Corosync cluster name.
 	Cluster string
-	Range   Range
+	Src
 }
 
 type Network struct {
@@ -78,14 +95,14 @@ type Network struct {
 	Resolver Resolver
 	// Records are extra A records in this network's zone.
 	Records []*Record
-	Range   Range
+	Src
 }
 
 // Record is a static A record of a zone, for hosts mailfleet does not manage.
 type Record struct {
 	Name    string // relative to the zone
 	Address netip.Addr
-	Range   Range
+	Src
 }
 
 type Resolver struct {
@@ -93,13 +110,13 @@ type Resolver struct {
 	Search      []string
 	Timeout     time.Duration
 	Retries     int
-	Range       Range
+	Src
 }
 
 type Nameserver struct {
 	Address  netip.Addr
 	Priority int // lower is tried first, as in the reference's DNR
-	Range    Range
+	Src
 }
 
 type Router struct {
@@ -107,13 +124,13 @@ type Router struct {
 	Interfaces []RouterInterface // order as written
 	DNS        bool              // runs BIND named serving every network's zones
 	SSH        SSH
-	Range      Range
+	Src
 }
 
 type RouterInterface struct {
 	Network *Network
 	Address netip.Addr
-	Range   Range
+	Src
 }
 
 type Kernel struct {
@@ -126,7 +143,7 @@ type Kernel struct {
 	Somaxconn        int
 	// Sysctl holds further keys, rendered as written.
 	Sysctl map[string]string
-	Range  Range
+	Src
 }
 
 type Node struct {
@@ -138,7 +155,7 @@ type Node struct {
 	SSH      SSH
 	Fence    *FencePort // nil when the node has none
 	Standby  bool       // a hot standby in the backend tier
-	Range    Range
+	Src
 }
 
 // FQDN is the node's name in its network's zone.
@@ -149,13 +166,13 @@ type SSH struct {
 	Port    int    // default 22
 	KeyFile string // optional private key path on the workstation
 	Jump    *Node  // optional jump host
-	Range   Range
+	Src
 }
 
 type FencePort struct {
 	Device *FenceDevice
 	Port   int
-	Range  Range
+	Src
 }
 
 type FenceKind string
@@ -173,13 +190,13 @@ type FenceDevice struct {
 	Login    string
 	Password Secret
 	Ports    int
-	Range    Range
+	Src
 }
 
 type Storage struct {
 	Name  string
 	Disks []*Disk
-	Range Range
+	Src
 }
 
 type Disk struct {
@@ -188,7 +205,7 @@ type Disk struct {
 	// Nodes that can reach this disk; empty means every backend node.
 	Nodes      []*Node
 	Partitions []*Partition
-	Range      Range
+	Src
 }
 
 type Partition struct {
@@ -200,7 +217,7 @@ type Partition struct {
 	// its use when not written (/var/opt/<instance>/domains|queue|run,
 	// /var/lib/ldap).
 	Mountpoint string
-	Range      Range
+	Src
 }
 
 type Scheduler string
@@ -217,14 +234,14 @@ type Balancer struct {
 	ProxyProtocol bool    // send PROXY v2 to the front-ends
 	VRRP          VRRP
 	Services      []*BalancedService
-	Range         Range
+	Src
 }
 
 type VRRP struct {
 	RouterID  int // virtual_router_id, default 51
 	Interface string
 	Password  Secret // optional authentication; derived when not given
-	Range     Range
+	Src
 }
 
 type BalancedService struct {
@@ -235,14 +252,14 @@ type BalancedService struct {
 	Scheduler Scheduler
 	Backends  []*RealServer // order as written
 	Health    HealthCheck
-	Range     Range
+	Src
 }
 
 type RealServer struct {
 	Node   *Node
 	Port   int // defaults to the front-end's listener port for the protocol
 	Weight int // default 1
-	Range  Range
+	Src
 }
 
 type HealthCheck struct {
@@ -250,7 +267,7 @@ type HealthCheck struct {
 	Timeout  time.Duration // default = interval
 	Rise     int           // default 2
 	Fall     int           // default 2
-	Range    Range
+	Src
 }
 
 type LDAPTLS string
@@ -276,7 +293,7 @@ type Directory struct {
 	Data            *Partition
 	Nodes           []*Node  // preferred first
 	Schemas         []string // schema names loaded, default core cosine inetorgperson misc
-	Range           Range
+	Src
 }
 
 // URL is how clients reach the directory: its VIP, never a node.
@@ -299,14 +316,14 @@ type LDAPConnector struct {
 	Filter           string // with %e, %u, %d placeholders
 	HostAttribute    string // default "mailHost"
 	RefuseDuplicates bool   // the reference's "use first returned field = no"
-	Range            Range
+	Src
 }
 
 type TLS struct {
-	Cert  string // path on the host
-	Key   string
-	CA    string // optional CA bundle for client hops
-	Range Range
+	Cert string // path on the host
+	Key  string
+	CA   string // optional CA bundle for client hops
+	Src
 }
 
 type Frontend struct {
@@ -322,14 +339,14 @@ type Frontend struct {
 	SMTP            *SMTPRouting
 	BackendTLS      bool // TLS on the front-end → store hop
 	Resolver        Resolver
-	Range           Range
+	Src
 }
 
 type ProxyService struct {
 	Port                int
 	AuthenticateOnProxy bool
 	TLS                 *TLS
-	Range               Range
+	Src
 }
 
 type SMTPRouting struct {
@@ -337,7 +354,7 @@ type SMTPRouting struct {
 	Routing bool
 	LMTP    bool // deliver to the instances' LMTP listener
 	TLS     *TLS
-	Range   Range
+	Src
 }
 
 type Instance struct {
@@ -355,7 +372,7 @@ type Instance struct {
 	Resolver    Resolver
 	LogName     string // carried by every log file name, default Name
 	TLS         *TLS
-	Range       Range
+	Src
 }
 
 // FQDN is the instance's name in its zone: the mailHost value of its accounts.
@@ -377,7 +394,7 @@ type Provisioning struct {
 	// Domain settings kept the same on every instance that has the domain.
 	DefaultQuota int64 // bytes, 0 = unlimited
 	AccountLimit int   // 0 = unlimited
-	Range        Range
+	Src
 }
 
 type Vagrant struct {

@@ -1,0 +1,155 @@
+// Command mailfleet is the compiler and deployer of a mailfleet site: it
+// validates a topology, renders every host's files, formats topology files
+// and draws the topology. Exit codes follow Terraform: 0 success, 1 error.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/term"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	color          bool
+	getenv         func(string) (string, bool)
+}
+
+type command struct {
+	name, args, help string
+	run              func(e *env, args []string) int
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"validate", "[-json] PATH", "Check a topology for mistakes; nothing touches a host.", runValidate},
+		{"build", "-o DIR PATH", "Render every host's files into DIR/<node>/<path> with DIR/manifest.json.", runBuild},
+		{"fmt", "[-check] [-diff] PATH...", "Rewrite topology files in the canonical HCL format.", runFmt},
+		{"graph", "[-format svg|dot] [-o FILE] PATH", "Draw the topology: tiers, nodes, VIPs, services and failover paths.", runGraph},
+		{"version", "", "Print the version.", runVersion},
+		{"help", "", "Show this help.", runHelp},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `Usage: mailfleet COMMAND [flags] [args]
+
+mailfleet turns one HCL topology into a running, highly available mail
+service. PATH is a topology: one .hcl file or a directory of them.
+
+Commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %-34s %s\n", c.name, c.args, c.help)
+	}
+	fmt.Fprint(w, `
+Flags may come before or after the arguments, with one or two dashes.
+
+Exit status: 0 success; 1 error (invalid topology, bad usage, failure);
+fmt -check exits 1 when a file is not formatted.
+
+Environment: MAILFLEET_VAR_<name> sets topology variable <name>; env() and
+file() in the topology read secrets, which are never printed.
+`)
+}
+
+func main() {
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.LookupEnv,
+		color: term.IsTerminal(int(os.Stdout.Fd())) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"}
+	os.Exit(run(e, os.Args[1:]))
+}
+
+func run(e *env, args []string) int {
+	if len(args) == 0 {
+		usage(e.stderr)
+		return 1
+	}
+	name := strings.TrimLeft(args[0], "-")
+	if name == "h" {
+		name = "help"
+	}
+	for _, c := range commands {
+		if c.name == name {
+			return c.run(e, args[1:])
+		}
+	}
+	fmt.Fprintf(e.stderr, "mailfleet: unknown command %q\n\n", args[0])
+	usage(e.stderr)
+	return 1
+}
+
+func runVersion(e *env, args []string) int {
+	fmt.Fprintln(e.stdout, "mailfleet", version)
+	return 0
+}
+
+func runHelp(e *env, args []string) int {
+	usage(e.stdout)
+	return 0
+}
+
+// parse parses flags that may stand before or after the positional
+// arguments ("validate PATH -json" and "validate -json PATH" alike).
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // fs.Parse reports it
+		}
+		if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			flags = append(flags, args[i+1])
+			i++
+		}
+	}
+	if err := fs.Parse(flags); err != nil {
+		return nil, err
+	}
+	return pos, nil
+}
+
+func newFlags(e *env, name, args string) *flag.FlagSet {
+	fs := flag.NewFlagSet("mailfleet "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: mailfleet %s %s\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func onePath(e *env, fs *flag.FlagSet, pos []string) (string, bool) {
+	if len(pos) != 1 {
+		fmt.Fprintf(e.stderr, "%s: expected one topology PATH, got %d arguments\n", fs.Name(), len(pos))
+		fs.Usage()
+		return "", false
+	}
+	return pos[0], true
+}

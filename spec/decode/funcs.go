@@ -1,0 +1,155 @@
+package decode
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hashicorp/go-cty-funcs/cidr"
+	"github.com/hashicorp/go-cty-funcs/collection"
+	"github.com/hashicorp/go-cty-funcs/encoding"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
+)
+
+// markExternal marks a value read by env() or file(): the only places a
+// secret may come from. A secret attribute whose value lacks the mark was
+// written in the topology in plain text.
+const markExternal = "mailfleet:external"
+
+// maxFileSize bounds what file() reads.
+const maxFileSize = 1 << 20
+
+// unavailable records env variables and files that could not be read, so the
+// decoder can report them at the attribute that used them.
+type unavailable struct{ what []string }
+
+func (u *unavailable) add(s string) { u.what = append(u.what, s) }
+
+func (u *unavailable) take() []string {
+	w := u.what
+	u.what = nil
+	return w
+}
+
+func functions(dir string, env func(string) (string, bool), un *unavailable) map[string]function.Function {
+	fs := map[string]function.Function{
+		"abs":          stdlib.AbsoluteFunc,
+		"ceil":         stdlib.CeilFunc,
+		"chomp":        stdlib.ChompFunc,
+		"coalesce":     collection.CoalesceFunc,
+		"coalescelist": stdlib.CoalesceListFunc,
+		"compact":      stdlib.CompactFunc,
+		"concat":       stdlib.ConcatFunc,
+		"contains":     stdlib.ContainsFunc,
+		"distinct":     stdlib.DistinctFunc,
+		"element":      stdlib.ElementFunc,
+		"flatten":      stdlib.FlattenFunc,
+		"floor":        stdlib.FloorFunc,
+		"format":       stdlib.FormatFunc,
+		"formatlist":   stdlib.FormatListFunc,
+		"indent":       stdlib.IndentFunc,
+		"join":         stdlib.JoinFunc,
+		"jsonencode":   stdlib.JSONEncodeFunc,
+		"keys":         stdlib.KeysFunc,
+		"length":       stdlib.LengthFunc,
+		"lookup":       stdlib.LookupFunc,
+		"lower":        stdlib.LowerFunc,
+		"max":          stdlib.MaxFunc,
+		"merge":        stdlib.MergeFunc,
+		"min":          stdlib.MinFunc,
+		"range":        stdlib.RangeFunc,
+		"regex":        stdlib.RegexFunc,
+		"replace":      stdlib.ReplaceFunc,
+		"reverse":      stdlib.ReverseListFunc,
+		"setproduct":   stdlib.SetProductFunc,
+		"slice":        stdlib.SliceFunc,
+		"sort":         stdlib.SortFunc,
+		"split":        stdlib.SplitFunc,
+		"strrev":       stdlib.ReverseFunc,
+		"substr":       stdlib.SubstrFunc,
+		"title":        stdlib.TitleFunc,
+		"tolist":       stdlib.MakeToFunc(cty.List(cty.DynamicPseudoType)),
+		"tomap":        stdlib.MakeToFunc(cty.Map(cty.DynamicPseudoType)),
+		"tonumber":     stdlib.MakeToFunc(cty.Number),
+		"toset":        stdlib.MakeToFunc(cty.Set(cty.DynamicPseudoType)),
+		"tostring":     stdlib.MakeToFunc(cty.String),
+		"trim":         stdlib.TrimFunc,
+		"trimprefix":   stdlib.TrimPrefixFunc,
+		"trimspace":    stdlib.TrimSpaceFunc,
+		"trimsuffix":   stdlib.TrimSuffixFunc,
+		"upper":        stdlib.UpperFunc,
+		"values":       stdlib.ValuesFunc,
+		"zipmap":       stdlib.ZipmapFunc,
+		"cidrhost":     cidr.HostFunc,
+		"cidrnetmask":  cidr.NetmaskFunc,
+		"cidrsubnet":   cidr.SubnetFunc,
+		"cidrsubnets":  cidr.SubnetsFunc,
+		"base64encode": encoding.Base64EncodeFunc,
+		"base64decode": encoding.Base64DecodeFunc,
+		"urlencode":    encoding.URLEncodeFunc,
+		"env":          envFunc(env, un),
+		"file":         fileFunc(dir, un),
+	}
+	return fs
+}
+
+// envFunc reads an environment variable. An unset variable gives an unknown
+// value (and a note for the decoder): validate can run without secrets.
+func envFunc(env func(string) (string, bool), un *unavailable) function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "name", Type: cty.String}},
+		Type:   function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			name := args[0].AsString()
+			v, ok := env(name)
+			if !ok {
+				un.add("environment variable " + name + " is not set")
+				return cty.UnknownVal(cty.String).Mark(markExternal), nil
+			}
+			return cty.StringVal(v).Mark(markExternal), nil
+		},
+	})
+}
+
+// fileFunc reads a file relative to the topology's directory. A missing
+// file gives an unknown value and a note, like env().
+func fileFunc(dir string, un *unavailable) function.Function {
+	return function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "path", Type: cty.String}},
+		Type:   function.StaticReturnType(cty.String),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			p := args[0].AsString()
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(dir, p)
+			}
+			st, err := os.Stat(p)
+			if err != nil {
+				un.add("file " + args[0].AsString() + " cannot be read: " + errText(err))
+				return cty.UnknownVal(cty.String).Mark(markExternal), nil
+			}
+			if st.Size() > maxFileSize {
+				return cty.NilVal, fmt.Errorf("file %s is larger than %d bytes", args[0].AsString(), maxFileSize)
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				un.add("file " + args[0].AsString() + " cannot be read: " + errText(err))
+				return cty.UnknownVal(cty.String).Mark(markExternal), nil
+			}
+			if !utf8.Valid(b) {
+				return cty.NilVal, fmt.Errorf("file %s is not valid UTF-8", args[0].AsString())
+			}
+			return cty.StringVal(strings.TrimRight(string(b), "\r\n")).Mark(markExternal), nil
+		},
+	})
+}
+
+func errText(err error) string {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
