@@ -39,7 +39,11 @@ type HealthConfig struct {
 	Fall     int      `json:"fall"`
 }
 
-// Limits bound what one client may take.
+// Limits bound what one client may take. A zero value means no limit (for
+// the timeouts: the daemon's default). MaxPerClient counts connections per
+// client address, so a role that sees every client through one peer (a
+// front-end behind a balancer without the PROXY protocol, a store behind the
+// front-ends) gets 0.
 type Limits struct {
 	MaxConnections   int      `json:"max_connections"`
 	MaxPerClient     int      `json:"max_per_client"`
@@ -204,6 +208,9 @@ type Store struct {
 	RetryPeriod Duration `json:"retry_period,omitempty"`
 }
 
+var storeListenerKinds = map[string]bool{"smtp": true, "lmtp": true, "imap": true, "pop3": true, "admin": true,
+	"imaps": true, "pop3s": true, "submissions": true}
+
 func (s *Store) Validate() error {
 	if err := checkVersion(s.FormatVersion); err != nil {
 		return err
@@ -216,6 +223,9 @@ func (s *Store) Validate() error {
 		errs = append(errs, errors.New("store: no listeners"))
 	}
 	for kind, a := range s.Listeners {
+		if !storeListenerKinds[kind] {
+			errs = append(errs, fmt.Errorf("store: unknown listener kind %q", kind))
+		}
 		errs = append(errs, checkAddrPort("store listener "+kind, a))
 	}
 	for what, p := range map[string]string{"storage_path": s.StoragePath, "queue_path": s.QueuePath, "run_path": s.RunPath, "admin_secret_file": s.AdminSecretFile} {

@@ -1,0 +1,316 @@
+package render
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/mailfleet/mailfleet/runtime/config"
+	"github.com/mailfleet/mailfleet/spec"
+)
+
+// Where the daemons' configs and secrets live on every host.
+const (
+	frontendConfigPath = "/etc/mailfleet/frontend.json"
+	daemonSecretDir    = "/etc/mailfleet/secrets"
+	// daemonGroup may read the secret files (0640 root:mailfleet); the
+	// daemons run as the mailfleet user.
+	daemonGroup = "mailfleet"
+	// ldapServiceSecret holds the directory service DN's password, which is
+	// what the connectors bind with unless the topology names another DN.
+	ldapServiceSecret = daemonSecretDir + "/ldap-service"
+
+	frontendAdminPort = 9101
+)
+
+// Limits shared by the daemons. IMAP clients may stay silent for 29 minutes
+// in IDLE and RFC 3501 §5.4 asks for an autologout timer of at least 30
+// minutes, so idle connections are cut after 31. Five minutes before login
+// is RFC 5321 §4.5.3.2.7's server timeout, the tightest bound that still lets
+// every MX deliver.
+const (
+	limitIdle         = config.Duration(31 * time.Minute)
+	limitPreAuth      = config.Duration(5 * time.Minute)
+	limitFailedLogin  = config.Duration(2 * time.Second)
+	limitMessageBytes = 50 << 20
+	limitRecipients   = 1000
+	limitPerClient    = 256
+	limitLDAPTimeout  = config.Duration(5 * time.Second)
+	// limitDefaultSessions is a front-end node's sessions when the
+	// topology does not say.
+	limitDefaultSessions = 10000
+)
+
+var restartFrontend = Action{Name: "restart mailfleetd-frontend",
+	Command: "systemctl enable --quiet mailfleetd-frontend && systemctl restart mailfleetd-frontend", Order: OrderDaemon}
+
+// renderFrontend writes the config of the IMAP and POP3 proxies and the SMTP
+// router of every front-end node, and the LDAP bind password they read.
+func renderFrontend(b *builder) error {
+	for _, fe := range b.t.Frontends {
+		for _, n := range fe.Nodes {
+			cfg, err := frontendConfig(b.t, fe, n)
+			if err != nil {
+				return fmt.Errorf("frontend %s on %s: %w", fe.Name, n.Name, err)
+			}
+			content, err := cfgJSON(cfg)
+			if err != nil {
+				return fmt.Errorf("frontend %s on %s: %w", fe.Name, n.Name, err)
+			}
+			cfgAct, secretAct := restartFrontend, restartFrontend
+			if err := b.add(n.Name, &File{Path: frontendConfigPath, Mode: 0o644, Owner: "root", Group: "root",
+				Content: content, Action: &cfgAct}); err != nil {
+				return err
+			}
+			if err := addLDAPSecret(b, n.Name, fe.Connector, &secretAct); err != nil {
+				return fmt.Errorf("frontend %s: %w", fe.Name, err)
+			}
+			b.host(n.Name).addRole("frontend")
+		}
+	}
+	return nil
+}
+
+func frontendConfig(t *spec.Topology, fe *spec.Frontend, n *spec.Node) (*config.Frontend, error) {
+	listen := func(port int) string { return netip.AddrPortFrom(n.Address, uint16(port)).String() }
+	cfg := &config.Frontend{
+		FormatVersion: config.FormatVersion,
+		Node:          n.Name,
+		Admin:         listen(frontendAdminPort),
+		Instances:     map[string]config.InstanceRoute{},
+		Domains:       append([]string{}, fe.Domains...),
+		BackendTLS:    fe.BackendTLS,
+		Limits: config.Limits{
+			MaxConnections:   frontendSessions(fe),
+			PreAuthTimeout:   limitPreAuth,
+			IdleTimeout:      limitIdle,
+			FailedLoginDelay: limitFailedLogin,
+			MaxMessageBytes:  limitMessageBytes,
+			MaxRecipients:    limitRecipients,
+		},
+	}
+	if fe.IMAP != nil {
+		cfg.IMAP = &config.Proxy{Listen: listen(fe.IMAP.Port), AuthenticateOnProxy: fe.IMAP.AuthenticateOnProxy, TLS: cfgTLS(fe.IMAP.TLS)}
+	}
+	if fe.POP3 != nil {
+		cfg.POP3 = &config.Proxy{Listen: listen(fe.POP3.Port), AuthenticateOnProxy: fe.POP3.AuthenticateOnProxy, TLS: cfgTLS(fe.POP3.TLS)}
+	}
+	if fe.SMTP != nil {
+		cfg.SMTP = &config.Router{Listen: listen(fe.SMTP.Port), Routing: fe.SMTP.Routing, LMTP: fe.SMTP.LMTP, TLS: cfgTLS(fe.SMTP.TLS)}
+	}
+	ldap, err := cfgLDAP(t, fe.Connector)
+	if err != nil {
+		return nil, err
+	}
+	cfg.LDAP = *ldap
+	for _, inst := range t.Instances {
+		at := func(kind string) string {
+			if p, ok := inst.Listeners[kind]; ok {
+				return netip.AddrPortFrom(inst.VIP, uint16(p)).String()
+			}
+			return ""
+		}
+		cfg.Instances[inst.FQDN()] = config.InstanceRoute{Name: inst.Name,
+			SMTP: at("smtp"), LMTP: at("lmtp"), IMAP: at("imap"), POP3: at("pop3")}
+	}
+	if fe.DefaultRoute != nil {
+		cfg.DefaultRoute = fe.DefaultRoute.FQDN()
+	}
+	// The front-end verifies the stores with the CA its own TLS settings
+	// name for client hops.
+	if fe.BackendTLS {
+		for _, tls := range []*spec.TLS{proxyTLS(fe.IMAP), proxyTLS(fe.POP3), smtpTLS(fe.SMTP)} {
+			if tls != nil && tls.CA != "" {
+				cfg.BackendCA = tls.CA
+				break
+			}
+		}
+	}
+	cfg.TrustedBalancers = trustedBalancers(t, fe)
+	// Without the PROXY protocol every connection seems to come from a
+	// balancer, and a per-client cap would cap the whole balancer; the
+	// balancer enforces it then, knowing the client's address.
+	if len(cfg.TrustedBalancers) > 0 {
+		cfg.Limits.MaxPerClient = limitPerClient
+	}
+	return cfg, nil
+}
+
+func proxyTLS(p *spec.ProxyService) *spec.TLS {
+	if p == nil {
+		return nil
+	}
+	return p.TLS
+}
+
+func smtpTLS(s *spec.SMTPRouting) *spec.TLS {
+	if s == nil {
+		return nil
+	}
+	return s.TLS
+}
+
+// frontendSessions is how many concurrent sessions one node of fe carries.
+func frontendSessions(fe *spec.Frontend) int {
+	if fe.Sessions > 0 {
+		return fe.Sessions
+	}
+	return limitDefaultSessions
+}
+
+// trustedBalancers lists the nodes of every balancer that sends the PROXY
+// protocol to one of fe's nodes, as host prefixes.
+func trustedBalancers(t *spec.Topology, fe *spec.Frontend) []string {
+	mine := map[*spec.Node]bool{}
+	for _, n := range fe.Nodes {
+		mine[n] = true
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, bl := range t.Balancers {
+		if !bl.ProxyProtocol || !balancerReaches(bl, mine) {
+			continue
+		}
+		for _, n := range bl.Nodes {
+			p := netip.PrefixFrom(n.Address, n.Address.BitLen()).String()
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func balancerReaches(bl *spec.Balancer, nodes map[*spec.Node]bool) bool {
+	for _, s := range bl.Services {
+		for _, rs := range s.Backends {
+			if nodes[rs.Node] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cfgLDAP is the daemon's view of a connector: the password stays in a file
+// of its own, named by cfgLDAPSecretPath.
+func cfgLDAP(t *spec.Topology, c *spec.LDAPConnector) (*config.LDAP, error) {
+	if c == nil {
+		return nil, fmt.Errorf("no ldap connector")
+	}
+	url := c.URL
+	if url == "" && t.Directory != nil {
+		url = t.Directory.URL()
+	}
+	l := &config.LDAP{
+		URLs:             []string{url},
+		BindDN:           c.BindDN,
+		BindPasswordFile: cfgLDAPSecretPath(t, c),
+		Base:             c.Base,
+		Filter:           c.Filter,
+		HostAttribute:    c.HostAttribute,
+		RefuseDuplicates: c.RefuseDuplicates,
+		Timeout:          limitLDAPTimeout,
+	}
+	if d := t.Directory; d != nil {
+		l.StartTLS = d.TLSMode == spec.LDAPTLSStartTLS && strings.HasPrefix(url, "ldap://")
+		if d.TLSMode != spec.LDAPTLSNone && d.TLS != nil {
+			l.CA = d.TLS.CA
+		}
+	}
+	return l, nil
+}
+
+// cfgLDAPSecretPath names the file with c's bind password: ldap-service for
+// the directory's service DN (every connector of the reference), a file per
+// connector for any other DN.
+func cfgLDAPSecretPath(t *spec.Topology, c *spec.LDAPConnector) string {
+	if t.Directory != nil && c.BindDN == t.Directory.ServiceDN {
+		return ldapServiceSecret
+	}
+	return daemonSecretDir + "/ldap-" + c.Name
+}
+
+// addLDAPSecret puts c's bind password on node. Several daemons of a node may
+// use the same connector (a standby runs the store of every instance), so an
+// identical file already there is fine.
+func addLDAPSecret(b *builder, node string, c *spec.LDAPConnector, act *Action) error {
+	if c == nil {
+		return fmt.Errorf("no ldap connector")
+	}
+	pw := daemonSecretValue(c.BindPassword, "")
+	return addDaemonFileOnce(b, node, &File{Path: cfgLDAPSecretPath(b.t, c), Mode: 0o640, Owner: "root", Group: daemonGroup,
+		Content: []byte(pw), Sensitive: true, Action: act})
+}
+
+// daemonSecretValue is s's value, or derived when the topology leaves it empty or
+// it could not be read (derived may be "" when nothing can stand in: the
+// file then says which secret is missing, for renders with
+// AllowUnknownSecrets).
+func daemonSecretValue(s spec.Secret, derived string) string {
+	switch {
+	case s.Known && s.Value != "":
+		return s.Value
+	case derived != "":
+		return derived
+	default:
+		return "(secret not available: " + s.Source + ")"
+	}
+}
+
+// addDaemonFileOnce adds f unless the same file is already on node; a nil action
+// gives way to the other's.
+func addDaemonFileOnce(b *builder, node string, f *File) error {
+	for _, g := range b.host(node).Files {
+		if g.Path != f.Path {
+			continue
+		}
+		if !bytes.Equal(g.Content, f.Content) || g.Mode != f.Mode || g.Owner != f.Owner || g.Group != f.Group || g.Sensitive != f.Sensitive {
+			return fmt.Errorf("two different files at %s on %s", f.Path, node)
+		}
+		switch {
+		case f.Action == nil:
+		case g.Action == nil:
+			g.Action = f.Action
+		case *g.Action != *f.Action:
+			return fmt.Errorf("%s on %s wants two actions (%s, %s)", f.Path, node, g.Action.Name, f.Action.Name)
+		}
+		return nil
+	}
+	return b.add(node, f)
+}
+
+func cfgTLS(t *spec.TLS) *config.TLS {
+	if t == nil || t.Cert == "" {
+		return nil
+	}
+	return &config.TLS{Cert: t.Cert, Key: t.Key, CA: t.CA}
+}
+
+func cfgResolver(r spec.Resolver) config.Resolver {
+	out := config.Resolver{Nameservers: []config.Nameserver{}, Timeout: config.Duration(r.Timeout), Retries: r.Retries}
+	for _, ns := range r.Nameservers {
+		out.Nameservers = append(out.Nameservers, config.Nameserver{Address: ns.Address.String(), Priority: ns.Priority})
+	}
+	return out
+}
+
+// cfgJSON validates a daemon config the way the daemon will and encodes it:
+// a config the daemon would refuse is a fault of render, not of the user.
+func cfgJSON(v interface{ Validate() error }) ([]byte, error) {
+	if err := v.Validate(); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

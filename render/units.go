@@ -1,0 +1,144 @@
+package render
+
+import (
+	"github.com/mailfleet/mailfleet/spec"
+	"github.com/mailfleet/mailfleet/templates"
+)
+
+const (
+	daemonUnitDir = "/etc/systemd/system"
+	daemonBinary  = "/usr/local/bin/mailfleetd"
+	// daemonFDHeadroom covers what a daemon opens besides its sessions: listeners,
+	// log files, the LDAP pool, the admin interface.
+	daemonFDHeadroom = 1024
+	// Descriptors per session: the balancer holds the client's and the
+	// front-end's sockets; a front-end the client's, the store's and an LDAP
+	// query's (reference 5.4.1); a store the socket, the message file and
+	// the mailbox index.
+	balancerFDsConn    = 2
+	frontendFDsSession = 3
+	storeFDsSession    = 3
+	daemonNetBindCap   = "CAP_NET_BIND_SERVICE"
+)
+
+var reloadSystemdUnits = Action{Name: "daemon-reload", Command: "systemctl daemon-reload", Order: OrderDaemon - 1}
+
+// unitView is one systemd service unit. Empty fields are left out.
+type unitView struct {
+	Comments     []string
+	Description  string
+	Wants        string
+	After        string
+	Type         string
+	User         string
+	Group        string
+	ExecStart    string
+	ExecReload   string
+	Restart      string
+	RestartSec   string
+	LimitNOFILE  int
+	Capabilities string
+	LogsDir      string
+	WantedBy     string // empty: no [Install] section, the unit cannot be enabled
+}
+
+// renderUnits writes the systemd units of the mailfleetd roles on the nodes
+// that have them. The daemons run as mailfleet; binding the mail ports
+// (below 1024) is the one privilege they keep.
+func renderUnits(b *builder) error {
+	balancerConns := map[*spec.Node]int{}
+	for _, bl := range b.t.Balancers {
+		for _, n := range bl.Nodes {
+			balancerConns[n] += balancerCapacity(b.t, bl)
+		}
+	}
+	frontendSess := map[*spec.Node]int{}
+	for _, fe := range b.t.Frontends {
+		for _, n := range fe.Nodes {
+			frontendSess[n] += frontendSessions(fe)
+		}
+	}
+	backend := map[*spec.Node]bool{}
+	for _, inst := range b.t.Instances {
+		for _, n := range inst.Nodes {
+			backend[n] = true
+		}
+	}
+
+	// t.Nodes is sorted by name, which keeps the order of the work stable.
+	for _, n := range b.t.Nodes {
+		if conns, ok := balancerConns[n]; ok {
+			u := daemonUnit("balancer", "mailfleet L4 balancer")
+			u.Comments = []string{"Started and reloaded by mailfleet apply; SIGHUP drains the old listeners."}
+			u.LimitNOFILE = conns*balancerFDsConn + daemonFDHeadroom
+			if err := addUnit(b, n, "mailfleetd-balancer.service", u); err != nil {
+				return err
+			}
+		}
+		if sessions, ok := frontendSess[n]; ok {
+			u := daemonUnit("frontend", "mailfleet front-end (IMAP and POP3 proxies, SMTP router)")
+			u.LimitNOFILE = sessions*frontendFDsSession + daemonFDHeadroom
+			if err := addUnit(b, n, "mailfleetd-frontend.service", u); err != nil {
+				return err
+			}
+		}
+		if backend[n] {
+			if err := addUnit(b, n, "mailfleetd-store@.service", storeUnit(b.t)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func daemonUnit(role, description string) *unitView {
+	return &unitView{
+		Description:  description,
+		Wants:        "network-online.target",
+		After:        "network-online.target",
+		Type:         "exec",
+		User:         daemonGroup,
+		Group:        daemonGroup,
+		ExecStart:    daemonBinary + " " + role + " -config /etc/mailfleet/" + role + ".json",
+		ExecReload:   "/bin/kill -HUP $MAINPID",
+		Restart:      "on-failure",
+		RestartSec:   "1s",
+		Capabilities: daemonNetBindCap,
+		WantedBy:     "multi-user.target",
+	}
+}
+
+// storeUnit is the template unit of the stores, one instance per mail
+// instance (mailfleetd-store@AXIGEN1). The cluster starts and stops it after
+// mounting the partitions and adding the VIP, so it is never enabled (no
+// [Install]) and systemd does not restart it: a failure must reach
+// Pacemaker, which recovers or relocates the instance.
+func storeUnit(t *spec.Topology) *unitView {
+	return &unitView{
+		Comments: []string{
+			"Started and stopped by the cluster (Pacemaker), never enabled: it needs the",
+			"instance's partitions mounted and its VIP up, which the cluster provides.",
+		},
+		Description:  "mailfleet mail store instance %i",
+		After:        "network.target",
+		Type:         "exec",
+		User:         daemonGroup,
+		Group:        daemonGroup,
+		ExecStart:    daemonBinary + " store -config /etc/mailfleet/store-%i.json",
+		ExecReload:   "/bin/kill -HUP $MAINPID",
+		Restart:      "no",
+		LimitNOFILE:  storeCapacity(t)*storeFDsSession + daemonFDHeadroom,
+		Capabilities: daemonNetBindCap,
+		LogsDir:      "mailfleet",
+	}
+}
+
+func addUnit(b *builder, n *spec.Node, name string, u *unitView) error {
+	content, err := templates.Execute("mailfleetd.service.tmpl", u)
+	if err != nil {
+		return err
+	}
+	act := reloadSystemdUnits
+	return b.add(n.Name, &File{Path: daemonUnitDir + "/" + name, Mode: 0o644, Owner: "root", Group: "root",
+		Content: content, Action: &act})
+}
