@@ -50,12 +50,12 @@ func SVG(t *spec.Topology) []byte {
 
 // box is a dnode's place on the picture.
 type box struct {
-	n          *dnode
-	w, h       float64
-	x, y       float64 // top left
-	rx         float64 // corner radius
-	layer      int     // compact layer index
-	lineWidths []float64
+	n     *dnode
+	w, h  float64
+	x, y  float64  // top left
+	rx    float64  // corner radius
+	layer int      // compact layer index
+	lines []string // the dnode's, and what dense edge labels left to it
 }
 
 func (b *box) cx() float64     { return b.x + b.w/2 }
@@ -106,6 +106,7 @@ type picture struct {
 	bandRects []bandRect
 	groupRect []groupRect
 	legendY   float64
+	shown     map[*dedge]bool // edge labels drawn on their lines
 }
 
 type bandRect struct {
@@ -118,17 +119,21 @@ type groupRect struct {
 	r     rect
 }
 
+// denseLabels is the most edge labels drawn between two layers; past it
+// the labels would hide each other and the lines, so what they say goes
+// into the boxes instead ("fails over to sb1, sb2", "fenced by pdu1 port 3").
+const denseLabels = 16
+
 func newPicture(d *diagram) *picture {
-	p := &picture{d: d, index: map[string]int{}}
+	p := &picture{d: d, index: map[string]int{}, shown: map[*dedge]bool{}}
+	extra := p.labelsToBoxes()
 	for i, n := range d.nodes {
 		p.index[n.id] = i
-		b := &box{n: n}
+		b := &box{n: n, lines: append(append([]string(nil), n.lines...), extra[n.id]...)}
 		h := padY * 2
 		w := 0.0
-		for k, line := range n.lines {
-			lw := lineWidth(n, k, line)
-			b.lineWidths = append(b.lineWidths, lw)
-			w = math.Max(w, lw)
+		for k, line := range b.lines {
+			w = math.Max(w, lineWidth(k, line))
 			h += lineH
 		}
 		ks := kindStyles[n.kind]
@@ -148,28 +153,67 @@ func newPicture(d *diagram) *picture {
 	return p
 }
 
-func lineWidth(n *dnode, k int, line string) float64 {
+// labelsToBoxes decides which edge labels are drawn (p.shown) and returns
+// the extra box lines that stand for those left out where they are dense.
+// A label that one box repeats on many arrows ("routes" to every instance)
+// is left to the box's own text.
+func (p *picture) labelsToBoxes() map[string][]string {
+	d := p.d
+	repeats := map[[2]string]int{}
+	for _, e := range d.edges {
+		if e.label != "" {
+			repeats[[2]string{e.from, e.label}]++
+		}
+	}
+	gapKey := func(e *dedge) [2]int {
+		a, b := d.byID[e.from].layer, d.byID[e.to].layer
+		return [2]int{min(a, b), max(a, b)}
+	}
+	perGap := map[[2]int]int{}
+	for _, e := range d.edges {
+		if e.label != "" && repeats[[2]string{e.from, e.label}] <= 4 {
+			perGap[gapKey(e)]++
+		}
+	}
+	name := func(id string) string { return d.byID[id].lines[0] }
+	extra := map[string][]string{}
+	failover := map[string][]string{}
+	var failoverOrder []string
+	for _, e := range d.edges {
+		if e.label == "" || repeats[[2]string{e.from, e.label}] > 4 {
+			continue
+		}
+		if k := gapKey(e); k[0] == k[1] || perGap[k] <= denseLabels {
+			p.shown[e] = true
+			continue
+		}
+		switch e.class {
+		case edgeRunsOn:
+			extra[e.from] = append(extra[e.from], "runs on "+name(e.to))
+		case edgeFailover:
+			if failover[e.from] == nil {
+				failoverOrder = append(failoverOrder, e.from)
+			}
+			failover[e.from] = append(failover[e.from], name(e.to))
+		case edgeFences:
+			extra[e.to] = append(extra[e.to], "fenced by "+name(e.from)+" "+e.label)
+		}
+	}
+	for _, id := range failoverOrder {
+		extra[id] = append(extra[id], "fails over to "+strings.Join(failover[id], ", "))
+	}
+	return extra
+}
+
+func lineWidth(k int, line string) float64 {
 	if k == 0 {
 		return textWidth(line, nameSize, true)
 	}
 	return textWidth(line, infoSize, false)
 }
 
-// showLabel says whether an edge's label is drawn in the SVG: a label that
-// one box repeats on many arrows ("routes" to every instance) is left to the
-// box's own text.
-func (p *picture) showLabel(e *dedge) bool {
-	if e.label == "" {
-		return false
-	}
-	n := 0
-	for _, f := range p.d.edges {
-		if f.from == e.from && f.label == e.label {
-			n++
-		}
-	}
-	return n <= 4
-}
+// showLabel says whether an edge's label is drawn on its line.
+func (p *picture) showLabel(e *dedge) bool { return p.shown[e] }
 
 func (p *picture) layout() {
 	d := p.d
@@ -376,7 +420,8 @@ func (p *picture) layout() {
 	p.height = p.legendY + p.legendHeight() + margin
 }
 
-// point returns where hop h meets layout node v.
+// end is where an edge meets layout node v: the middle of its top or bottom
+// side (a dummy's side is the top or bottom of its layer).
 func (p *picture) end(v int, top bool) (float64, float64) {
 	n := p.lay.nodes[v]
 	if v < len(p.boxes) {
@@ -773,7 +818,7 @@ func (p *picture) drawBox(w func(...string), bx *box) {
 	}
 	w("\n")
 	y := bx.y + padY + 11.5
-	for k, line := range n.lines {
+	for k, line := range bx.lines {
 		attrs := ` font-size="` + num(infoSize) + `" fill="#333333"`
 		if k == 0 {
 			attrs = ` font-size="` + num(nameSize) + `" font-weight="bold" fill="#111111"`
