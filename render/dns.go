@@ -106,8 +106,17 @@ func renderDNS(b *builder) error {
 		conf := struct {
 			Directory        string
 			Listen4, Listen6 []string
-			Zones            []struct{ Name, File string }
+			// Clients are the topology's networks: the router resolves
+			// outside names for them (outbound mail needs MX lookups) but
+			// is no open resolver.
+			Clients []string
+			Zones   []struct{ Name, File string }
 		}{Directory: bindWorkDir}
+		for _, n := range b.t.Networks {
+			if n.CIDR.IsValid() {
+				conf.Clients = append(conf.Clients, n.CIDR.String())
+			}
+		}
 		for _, i := range r.Interfaces {
 			if i.Address.Is4() {
 				conf.Listen4 = append(conf.Listen4, i.Address.String())

@@ -174,7 +174,7 @@ func TestDNSRouterHost(t *testing.T) {
 	}
 	conf := string(fileAt(t, out, "router", bindFragment).Content)
 	for _, s := range []string{
-		"listen-on { 198.51.100.1; 10.0.0.1; };", "recursion no;", "allow-query { any; };",
+		"listen-on { 198.51.100.1; 10.0.0.1; };", "recursion yes;", "allow-recursion { localhost; 10.0.0.0/24; 198.51.100.0/24; };", "allow-query { any; };",
 		`zone "0.0.10.in-addr.arpa" {` + "\n\ttype master;\n\tfile \"/etc/bind/mailfleet/db.0.0.10.in-addr.arpa\";",
 	} {
 		if !strings.Contains(conf, s) {

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mailfleet/mailfleet/runtime/config"
+	"github.com/mailfleet/mailfleet/runtime/store"
+)
+
+func init() { roles["store"] = runStore }
+
+type storeArgs struct {
+	config string
+	check  bool
+	dev    bool
+	data   string
+}
+
+func runStore(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mailfleetd store", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a storeArgs
+	fs.StringVar(&a.config, "config", "", "config `file` rendered by mailfleet build")
+	fs.BoolVar(&a.check, "check", false, "validate the config and exit")
+	fs.BoolVar(&a.dev, "dev", false, "development mode: 127.0.0.1, free ports, one throwaway account")
+	fs.StringVar(&a.data, "data", "", "development mode: `dir` for mail, credentials and logs")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var cfg *config.Store
+	var cred store.DevCredentials
+	switch {
+	case a.dev && a.config != "", a.dev && a.data == "", !a.dev && a.config == "", !a.dev && a.data != "":
+		fmt.Fprintln(stderr, "mailfleetd store: use either -config FILE or -dev -data DIR")
+		return 2
+	case a.dev:
+		var err error
+		if cfg, cred, err = store.DevConfig(a.data); err != nil {
+			fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
+			return 1
+		}
+	default:
+		cfg = &config.Store{}
+		if err := config.Load(a.config, cfg); err != nil {
+			fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
+			return 1
+		}
+		if a.check {
+			fmt.Fprintf(stdout, "mailfleetd store: %s is valid\n", a.config)
+			return 0
+		}
+	}
+	var logOut io.Writer = stderr
+	if f, err := store.LogFile(cfg); err != nil {
+		fmt.Fprintf(stderr, "mailfleetd store: log file: %v\n", err)
+		return 1
+	} else if f != nil {
+		defer f.Close()
+		logOut = f
+	}
+	in, err := store.New(cfg, logOut)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
+		return 1
+	}
+	if err := in.Listen(); err != nil {
+		fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	in.Serve()
+	if a.dev {
+		line := map[string]string{"user": cred.User, "password": cred.Password, "admin_secret": cred.AdminSecret, "data": cfg.StoragePath}
+		for k, v := range in.Addrs() {
+			line[k] = v
+		}
+		b, _ := json.Marshal(line)
+		fmt.Fprintf(stdout, "%s\n", b)
+		if f, ok := stdout.(*os.File); ok {
+			f.Sync()
+		}
+	}
+	sig := <-sigs
+	fmt.Fprintf(stderr, "mailfleetd store: %v, shutting down\n", sig)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := in.Shutdown(ctx); err != nil {
+		fmt.Fprintf(stderr, "mailfleetd store: shutdown: %v\n", err)
+		return 1
+	}
+	return 0
+}
