@@ -1,78 +1,27 @@
 package examples
 
 import (
-	"bufio"
 	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2/hclwrite"
 
 	"github.com/mailfleet/mailfleet/spec"
-	"github.com/mailfleet/mailfleet/spec/decode"
+	"github.com/mailfleet/mailfleet/spec/spectest"
 )
-
-var marker = regexp.MustCompile(`# (ERROR|WARNING): ([^#]+)`)
-
-// expected reads the "# ERROR: summary" markers of the .hcl files in dir as
-// "file:line: severity: summary" strings.
-func expected(t *testing.T, dir string) []string {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.hcl"))
-	var out []string
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		for line := 1; sc.Scan(); line++ {
-			for _, m := range marker.FindAllStringSubmatch(sc.Text(), -1) {
-				out = append(out, fmt.Sprintf("%s:%d: %s: %s", f, line, strings.ToLower(m[1]), strings.TrimSpace(m[2])))
-			}
-		}
-	}
-	return uniq(out)
-}
-
-func uniq(s []string) []string {
-	sort.Strings(s)
-	var out []string
-	for i, x := range s {
-		if i == 0 || x != s[i-1] {
-			out = append(out, x)
-		}
-	}
-	return out
-}
-
-func diagnose(dir string) ([]string, spec.Diagnostics) {
-	env := func(string) (string, bool) { return "", false }
-	t, _, ds := decode.Load(dir, decode.Options{Env: env})
-	if t != nil {
-		ds = append(ds, spec.Validate(t)...)
-	}
-	var out []string
-	for _, d := range ds {
-		if d.Subject == nil {
-			out = append(out, fmt.Sprintf("-:0: %s: %s", d.Severity, d.Summary))
-			continue
-		}
-		out = append(out, fmt.Sprintf("%s:%d: %s: %s", d.Subject.File, d.Subject.Line, d.Severity, d.Summary))
-	}
-	return uniq(out), ds
-}
 
 func TestExamplesDiagnostics(t *testing.T) {
 	dirs := []string{"reference", "reference-as-written"}
 	for _, dir := range dirs {
 		t.Run(dir, func(t *testing.T) {
-			want := expected(t, dir)
-			got, ds := diagnose(dir)
+			want, err := spectest.Expected(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ds := spectest.Diagnose(dir, spectest.NoEnv)
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Errorf("diagnostics differ from the markers\n got:\n  %s\nwant:\n  %s\nfull:\n%v", strings.Join(got, "\n  "), strings.Join(want, "\n  "), ds)
 			}
@@ -81,7 +30,7 @@ func TestExamplesDiagnostics(t *testing.T) {
 }
 
 func TestReferenceAsWrittenFindsEveryInconsistency(t *testing.T) {
-	_, ds := diagnose("reference-as-written")
+	_, ds := spectest.Diagnose("reference-as-written", spectest.NoEnv)
 	if !ds.HasErrors() {
 		t.Fatal("the reference as written validates, but the document is inconsistent")
 	}
