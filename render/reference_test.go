@@ -1,0 +1,112 @@
+package render
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mailfleet/mailfleet/spec"
+	"github.com/mailfleet/mailfleet/spec/decode"
+)
+
+// exampleReference decodes and validates examples/reference, the shipped
+// topology, with its checked-in throwaway secrets.
+func exampleReference(t *testing.T) *Output {
+	t.Helper()
+	topo, _, ds := decode.Load("../examples/reference", decode.Options{RequireSecrets: true})
+	if topo != nil {
+		ds = append(ds, spec.Validate(topo)...)
+	}
+	if len(ds) > 0 {
+		t.Fatalf("examples/reference has diagnostics: %v", ds)
+	}
+	out, err := Render(topo, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestExampleReferenceGolden keeps a golden copy of every file rendered for
+// examples/reference (run go test ./render -update after a meant change).
+func TestExampleReferenceGolden(t *testing.T) {
+	out := exampleReference(t)
+	n := 0
+	for _, h := range out.Hosts {
+		for _, f := range h.Files {
+			checkGolden(t, filepath.Join("examples-reference", h.Node+f.Path), f.Content)
+			n++
+		}
+	}
+	if n < 70 {
+		t.Errorf("only %d files rendered", n)
+	}
+}
+
+// TestExampleReferenceValidators runs every artifact of examples/reference
+// through the validator of its own engine.
+func TestExampleReferenceValidators(t *testing.T) {
+	out := exampleReference(t)
+	checkzone, checkconf := bindTool(t, "named-checkzone"), bindTool(t, "named-checkconf")
+	crmVerify := clTool(t, "crm_verify", "pacemaker-cli-utils")
+	slaptest := clTool(t, "slaptest", "slapd")
+	ruby := clTool(t, "ruby", "ruby")
+	seen := map[string]int{}
+	for _, h := range out.Hosts {
+		root := t.TempDir()
+		for _, f := range h.Files {
+			switch {
+			case strings.HasPrefix(f.Path, bindDir+"/"):
+				content := bytes.ReplaceAll(f.Content, []byte(`"/`), []byte(`"`+root+`/`))
+				writeUnder(t, filepath.Join(root, f.Path), content)
+				if zone, ok := strings.CutPrefix(f.Path, bindZoneDir+"/db."); ok {
+					seen["named-checkzone"]++
+					if b, err := exec.Command(checkzone, zone, filepath.Join(root, f.Path)).CombinedOutput(); err != nil {
+						t.Errorf("%s: named-checkzone %s: %v\n%s", h.Node, zone, err, b)
+					}
+				}
+			case strings.HasSuffix(f.Path, "/keepalived.conf"):
+				seen["keepalived"]++
+				keepalivedCheck(t, h.Node, f.Content)
+			case strings.HasSuffix(f.Path, "/cib.xml"):
+				seen["crm_verify"]++
+				p := clWrite(t, root, "cib.xml", f.Content)
+				if msg, err := exec.Command(crmVerify, "--xml-file", p).CombinedOutput(); err != nil {
+					t.Errorf("%s: crm_verify: %v\n%s", h.Node, err, msg)
+				}
+			case f.Path == slapdConfPath:
+				seen["slaptest"]++
+				conf := ldapTestConf(t, t.TempDir(), f.Content)
+				if msg, err := exec.Command(slaptest, "-u", "-f", conf).CombinedOutput(); err != nil {
+					t.Errorf("%s: slaptest -u: %v\n%s", h.Node, err, msg)
+				}
+			case strings.HasSuffix(f.Path, "/Vagrantfile"):
+				seen["ruby"]++
+				p := clWrite(t, root, "Vagrantfile", f.Content)
+				if msg, err := exec.Command(ruby, "-c", p).CombinedOutput(); err != nil {
+					t.Errorf("ruby -c Vagrantfile: %v\n%s", err, msg)
+				}
+			}
+		}
+		if _, err := os.Stat(filepath.Join(root, bindNamedConf)); err == nil {
+			seen["named-checkconf"]++
+			writeUnder(t, filepath.Join(root, bindDir, "named.conf.default-zones"), nil)
+			if err := os.MkdirAll(filepath.Join(root, bindWorkDir), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := exec.Command(checkconf, "-z", filepath.Join(root, bindNamedConf)).CombinedOutput(); err != nil {
+				t.Errorf("%s: named-checkconf -z: %v\n%s", h.Node, err, b)
+			}
+		}
+	}
+	// Every kind of artifact was found and checked.
+	want := map[string]int{"named-checkzone": 4, "named-checkconf": 1, "keepalived": 2, "crm_verify": 4, "slaptest": 2, "ruby": 1}
+	for k, n := range want {
+		if seen[k] != n {
+			t.Errorf("%s ran %d times, want %d", k, seen[k], n)
+		}
+	}
+}
