@@ -110,3 +110,45 @@ func TestExampleReferenceValidators(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleReferenceSecretsOnlyInSensitiveFiles looks for every secret of
+// examples/reference in every rendered file: a secret may appear only in a
+// file marked sensitive, whose mode keeps it from other users.
+func TestExampleReferenceSecretsOnlyInSensitiveFiles(t *testing.T) {
+	out := exampleReference(t)
+	paths, _ := filepath.Glob("../examples/reference/secrets/*")
+	var secrets []string
+	for _, p := range paths {
+		if strings.HasSuffix(p, ".md") {
+			continue
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, strings.TrimRight(string(b), "\r\n"))
+	}
+	if len(secrets) < 5 {
+		t.Fatalf("found only %d secrets", len(secrets))
+	}
+	found := 0
+	for _, h := range out.Hosts {
+		for _, f := range h.Files {
+			for _, s := range secrets {
+				if !bytes.Contains(f.Content, []byte(s)) {
+					continue
+				}
+				found++
+				if !f.Sensitive {
+					t.Errorf("%s:%s holds a secret but is not marked sensitive", h.Node, f.Path)
+				}
+				if f.Mode&0o027 != 0 {
+					t.Errorf("%s:%s holds a secret but has mode %o", h.Node, f.Path, f.Mode)
+				}
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no rendered file holds any secret; the test would prove nothing")
+	}
+}
