@@ -1,0 +1,396 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/netutil"
+
+	"github.com/mailfleet/mailfleet/runtime/config"
+	"github.com/mailfleet/mailfleet/runtime/store/auth"
+	"github.com/mailfleet/mailfleet/runtime/store/imap"
+	"github.com/mailfleet/mailfleet/runtime/store/maildir"
+	"github.com/mailfleet/mailfleet/runtime/store/pop3"
+	"github.com/mailfleet/mailfleet/runtime/store/proxyhdr"
+	"github.com/mailfleet/mailfleet/runtime/store/queue"
+	"github.com/mailfleet/mailfleet/runtime/store/smtp"
+)
+
+// listenerKinds are the listener names a store config may use.
+var listenerKinds = map[string]bool{"smtp": true, "lmtp": true, "imap": true, "imaps": true, "pop3": true, "pop3s": true, "admin": true}
+
+// Instance is one running store: its storage, directory and listeners.
+type Instance struct {
+	cfg       config.Store
+	log       *slog.Logger
+	store     *maildir.Store
+	dir       auth.Directory
+	tlsConfig *tls.Config
+	secret    string
+
+	queue      *queue.Queue
+	stopQueue  context.CancelFunc
+	smtp, lmtp *smtp.Server
+	imap       *imap.Server
+	pop3       *pop3.Server
+	admin      *http.Server
+
+	listeners map[string]net.Listener
+	wg        sync.WaitGroup
+	started   time.Time
+
+	mu     sync.Mutex
+	moving map[string]bool
+
+	metrics metrics
+}
+
+// New prepares an instance from a validated config. logOut receives the
+// structured log.
+func New(cfg *config.Store, logOut io.Writer) (*Instance, error) {
+	for kind := range cfg.Listeners {
+		if !listenerKinds[kind] {
+			return nil, fmt.Errorf("store: unknown listener kind %q", kind)
+		}
+	}
+	in := &Instance{cfg: *cfg, listeners: map[string]net.Listener{}, moving: map[string]bool{}}
+	in.log = slog.New(slog.NewJSONHandler(logOut, nil)).With("instance", cfg.Instance)
+	for _, p := range []string{cfg.StoragePath, cfg.QueuePath, cfg.RunPath} {
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	st, err := maildir.Open(cfg.StoragePath, cfg.Hostname)
+	if err != nil {
+		return nil, err
+	}
+	in.store = st
+	switch {
+	case cfg.PasswdFile != "":
+		d, err := auth.NewPasswdFile(cfg.PasswdFile)
+		if err != nil {
+			return nil, err
+		}
+		in.dir = d
+	case cfg.LDAP != nil:
+		d, err := auth.NewLDAP(cfg.LDAP)
+		if err != nil {
+			return nil, err
+		}
+		in.dir = d
+	}
+	secret, err := os.ReadFile(cfg.AdminSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("store: admin secret: %w", err)
+	}
+	in.secret = strings.TrimSpace(string(secret))
+	if len(in.secret) < 16 {
+		return nil, errors.New("store: admin secret must be at least 16 characters")
+	}
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("store: tls: %w", err)
+		}
+		in.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	q, err := queue.Open(queue.Options{Dir: cfg.QueuePath, Hostname: cfg.Hostname, Resolver: resolver(cfg.Resolver),
+		RetryPeriod: cfg.RetryPeriod.D(), Bounce: in.bounce, Logger: in.log.With("component", "queue")})
+	if err != nil {
+		return nil, err
+	}
+	in.queue = q
+	lim := cfg.Limits
+	refuse := in.refuse
+	if _, ok := cfg.Listeners["smtp"]; ok {
+		in.smtp = smtp.New(smtp.Options{Hostname: cfg.Hostname, Store: st, Directory: in.dir, DomainServed: in.domainServed, Relay: in.relayAllowed, Enqueue: in.enqueue,
+			TLSConfig: in.tlsConfig, MaxMessageBytes: lim.MaxMessageBytes, MaxRecipients: lim.MaxRecipients,
+			Refuse: refuse, Delivered: in.metrics.delivered, Logger: in.log})
+	}
+	if _, ok := cfg.Listeners["lmtp"]; ok {
+		in.lmtp = smtp.New(smtp.Options{Hostname: cfg.Hostname, Store: st, Directory: in.dir, DomainServed: in.domainServed, Relay: in.relayAllowed, Enqueue: in.enqueue, LMTP: true,
+			TLSConfig: in.tlsConfig, MaxMessageBytes: lim.MaxMessageBytes, MaxRecipients: lim.MaxRecipients,
+			Refuse: refuse, Delivered: in.metrics.delivered, Logger: in.log})
+	}
+	in.imap = imap.New(imap.Options{Store: st, Auth: in.dir, TLSConfig: in.tlsConfig, FailedLoginDelay: lim.FailedLoginDelay.D(),
+		AppendLimit: uint32(min(lim.MaxMessageBytes, 1<<31)), Refuse: refuse, Logger: in.log})
+	in.pop3 = pop3.New(pop3.Options{Hostname: cfg.Hostname, Store: st, Auth: in.dir, TLSConfig: in.tlsConfig,
+		IdleTimeout: lim.IdleTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), Refuse: refuse, Logger: in.log})
+	in.admin = &http.Server{Handler: in.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	return in, nil
+}
+
+// domainServed: a domain of the config, or one created through the admin
+// API. With neither configured, every domain the directory knows is served.
+func (in *Instance) domainServed(domain string) bool {
+	for _, d := range in.cfg.Domains {
+		if strings.EqualFold(d, domain) {
+			return true
+		}
+	}
+	if _, err := in.store.Domain(domain); err == nil {
+		return true
+	}
+	if len(in.cfg.Domains) == 0 {
+		ds, err := in.store.Domains()
+		return err == nil && len(ds) == 0
+	}
+	return false
+}
+
+// relayAllowed: only the trusted networks (the front-end routers) may hand
+// over mail for other domains.
+func (in *Instance) relayAllowed(peer net.Addr) bool {
+	ta, ok := peer.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return false
+	}
+	for _, t := range in.cfg.TrustedNetworks {
+		if p, err := netip.ParsePrefix(t); err == nil && p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *Instance) enqueue(from string, rcpts []string, msg []byte) error {
+	_, err := in.queue.Enqueue(from, rcpts, msg)
+	return err
+}
+
+// bounce delivers a delivery status notification to a local sender.
+func (in *Instance) bounce(to string, msg []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr, ok, err := in.dir.Lookup(ctx, to)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		in.log.Warn("notification for a sender that is not local dropped", "to", to)
+		return nil
+	}
+	a, err := in.store.Account(addr)
+	if err != nil {
+		return err
+	}
+	_, err = a.Inbox().Deliver(bytes.NewReader(msg), maildir.DeliverOptions{IgnoreQuota: true})
+	return err
+}
+
+// resolver asks the configured nameservers, by priority, falling back to
+// the system's when none is configured.
+func resolver(rc config.Resolver) *net.Resolver {
+	if len(rc.Nameservers) == 0 {
+		return net.DefaultResolver
+	}
+	ns := append([]config.Nameserver(nil), rc.Nameservers...)
+	sort.SliceStable(ns, func(i, j int) bool { return ns[i].Priority < ns[j].Priority })
+	timeout := rc.Timeout.D()
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	tries := rc.Retries + 1
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var last error
+		for t := 0; t < tries; t++ {
+			for _, n := range ns {
+				d := net.Dialer{Timeout: timeout}
+				c, err := d.DialContext(ctx, network, net.JoinHostPort(n.Address, "53"))
+				if err == nil {
+					return c, nil
+				}
+				last = err
+			}
+		}
+		return nil, last
+	}}
+}
+
+// refuse answers logins and deliveries for an account being moved.
+func (in *Instance) refuse(addr string) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.moving[addr] {
+		return errors.New("account is being moved, try again later")
+	}
+	return nil
+}
+
+// Listen binds every configured listener. Once it returns, each of them
+// accepts connections (the kernel queues them until Serve picks them up).
+func (in *Instance) Listen() error {
+	kinds := make([]string, 0, len(in.cfg.Listeners))
+	for k := range in.cfg.Listeners {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, kind := range kinds {
+		l, err := net.Listen("tcp", in.cfg.Listeners[kind])
+		if err != nil {
+			in.closeListeners()
+			return fmt.Errorf("store: listen %s: %w", kind, err)
+		}
+		if n := in.cfg.Limits.MaxConnections; n > 0 && kind != "admin" {
+			// Beyond the limit, connections wait in the kernel's queue.
+			l = netutil.LimitListener(l, n)
+		}
+		if kind != "admin" {
+			if l, err = proxyhdr.Wrap(l, in.cfg.TrustedNetworks); err != nil {
+				in.closeListeners()
+				return err
+			}
+		}
+		if kind == "admin" && in.tlsConfig != nil {
+			l = tls.NewListener(l, in.tlsConfig)
+		}
+		if kind == "imaps" || kind == "pop3s" {
+			if in.tlsConfig == nil {
+				l.Close()
+				in.closeListeners()
+				return fmt.Errorf("store: listener %s needs a tls certificate", kind)
+			}
+			l = tls.NewListener(l, in.tlsConfig)
+		}
+		in.listeners[kind] = l
+	}
+	return nil
+}
+
+func (in *Instance) closeListeners() {
+	for _, l := range in.listeners {
+		l.Close()
+	}
+}
+
+// Addrs returns the bound address of each listener.
+func (in *Instance) Addrs() map[string]string {
+	out := map[string]string{}
+	for k, l := range in.listeners {
+		out[k] = l.Addr().String()
+	}
+	return out
+}
+
+// Serve starts serving on every listener.
+func (in *Instance) Serve() {
+	in.started = time.Now()
+	qctx, cancel := context.WithCancel(context.Background())
+	in.stopQueue = cancel
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		in.queue.Run(qctx)
+	}()
+	for kind, l := range in.listeners {
+		var serve func(net.Listener) error
+		switch kind {
+		case "smtp":
+			serve = in.smtp.Serve
+		case "lmtp":
+			serve = in.lmtp.Serve
+		case "imap", "imaps":
+			serve = in.imap.Serve
+		case "pop3", "pop3s":
+			serve = in.pop3.Serve
+		case "admin":
+			serve = in.admin.Serve
+		}
+		in.wg.Add(1)
+		go func(kind string, l net.Listener) {
+			defer in.wg.Done()
+			if err := serve(l); err != nil && !isClosed(err) {
+				in.log.Error("listener stopped", "listener", kind, "err", err)
+			}
+		}(kind, l)
+	}
+	in.log.Info("serving", "listeners", in.Addrs())
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, pop3.ErrServerClosed) ||
+		strings.Contains(err.Error(), "server closed") || strings.Contains(err.Error(), "use of closed")
+}
+
+// Shutdown stops accepting, lets running SMTP transactions finish until
+// ctx ends, then closes every session.
+func (in *Instance) Shutdown(ctx context.Context) error {
+	in.log.Info("shutting down")
+	var errs []error
+	for _, s := range []*smtp.Server{in.smtp, in.lmtp} {
+		if s != nil {
+			if err := s.Shutdown(ctx); err != nil && !isClosed(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if in.stopQueue != nil {
+		in.stopQueue()
+	}
+	in.admin.Shutdown(ctx)
+	in.imap.Close()
+	in.pop3.Close()
+	in.closeListeners()
+	done := make(chan struct{})
+	go func() { in.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
+	in.log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+// Store returns the instance's storage.
+func (in *Instance) Store() *maildir.Store { return in.store }
+
+// LogFile opens the instance's log file, named after its log name.
+func LogFile(cfg *config.Store) (*os.File, error) {
+	if cfg.LogDir == "" {
+		return nil, nil
+	}
+	if err := os.MkdirAll(cfg.LogDir, 0o750); err != nil {
+		return nil, err
+	}
+	name := cfg.LogName
+	if name == "" {
+		name = cfg.Instance
+	}
+	return os.OpenFile(filepath.Join(cfg.LogDir, "store-"+name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+}
+
+// statusJSON is the body of GET /v1/status.
+type statusJSON struct {
+	Instance  string            `json:"instance"`
+	Hostname  string            `json:"hostname"`
+	Listeners map[string]string `json:"listeners"`
+	Uptime    string            `json:"uptime"`
+	Accounts  int               `json:"accounts"`
+	Queued    int               `json:"queued"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

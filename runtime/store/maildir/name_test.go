@@ -1,0 +1,90 @@
+package maildir
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseName(t *testing.T) {
+	tests := []struct {
+		in      string
+		ok      bool
+		key     string
+		size    int64
+		flags   string
+		canonic string
+	}{
+		{"1700000000.M1P2.host,S=1234:2,SR", true, "1700000000.M1P2.host,S=1234", 1234, "RS", "1700000000.M1P2.host,S=1234:2,RS"},
+		{"1700000000.M1P2.host", true, "1700000000.M1P2.host", -1, "", "1700000000.M1P2.host"},
+		{"1.2.h,S=10,W=12:2,", true, "1.2.h,S=10,W=12", 10, "", "1.2.h,S=10,W=12:2,"},
+		{"1.2.h:2,SSF", true, "1.2.h", -1, "FS", "1.2.h:2,FS"},
+		{"1.2.h:1,x", false, "", 0, "", ""},
+		{"1.2.h:2,a", false, "", 0, "", ""},
+		{"1.2.h,S=-1", false, "", 0, "", ""},
+		{"1.2.h,S=01", false, "", 0, "", ""},
+		{"1.2.h,S=99999999999999999999", false, "", 0, "", ""},
+		{"", false, "", 0, "", ""},
+		{":2,S", false, "", 0, "", ""},
+		{".hidden", false, "", 0, "", ""},
+		{"a/b", false, "", 0, "", ""},
+		{"a\x00b", false, "", 0, "", ""},
+		{"a\nb", false, "", 0, "", ""},
+		{"\xff\xfe", false, "", 0, "", ""},
+		{strings.Repeat("a", 300), false, "", 0, "", ""},
+	}
+	for _, tt := range tests {
+		n, err := ParseName(tt.in)
+		if (err == nil) != tt.ok {
+			t.Errorf("ParseName(%q) error = %v, want ok=%v", tt.in, err, tt.ok)
+			continue
+		}
+		if !tt.ok {
+			continue
+		}
+		if n.Key != tt.key || n.Size != tt.size || n.Flags != tt.flags || n.String() != tt.canonic {
+			t.Errorf("ParseName(%q) = %+v (%q), want key %q size %d flags %q", tt.in, n, n.String(), tt.key, tt.size, tt.flags)
+		}
+	}
+}
+
+func TestNewKeyUnique(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		k := newKey("mail/host:1,x")
+		if seen[k] {
+			t.Fatalf("duplicate key %q", k)
+		}
+		seen[k] = true
+		n, err := ParseName(k + ",S=5:2,S")
+		if err != nil {
+			t.Fatalf("generated key %q does not parse: %v", k, err)
+		}
+		if n.Size != 5 {
+			t.Fatalf("size of %q = %d", k, n.Size)
+		}
+	}
+}
+
+// FuzzParseName checks that the parser never panics and that whatever it
+// accepts formats back into a name that parses to the same value.
+func FuzzParseName(f *testing.F) {
+	for _, s := range []string{"1700000000.M1P2.host,S=1234:2,SR", "1.2.h", "1.2.h:2,", "x,S=0,W=1:2,DFPRST"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseName(s)
+		if err != nil {
+			return
+		}
+		n2, err := ParseName(n.String())
+		if err != nil {
+			t.Fatalf("ParseName(%q) accepted, but its canonical form %q does not parse: %v", s, n.String(), err)
+		}
+		if n2 != n {
+			t.Fatalf("round trip of %q: %+v != %+v", s, n2, n)
+		}
+		if strings.ContainsAny(n.Key, "/:\x00") {
+			t.Fatalf("key %q of %q contains a reserved character", n.Key, s)
+		}
+	})
+}
