@@ -20,7 +20,7 @@ func (v *validator) ldapChecks(d *Directory) {
 			return
 		}
 		for _, p := range ldapschema.CheckDN(schema, value) {
-			v.ds.errorf(within(r, p.Offset, len(p.Name)), "Invalid LDAP DN", "%s %q: %s", attr, value, problemText(p))
+			v.ds.errorf(within(r, value, p.Offset, len(p.Name)), "Invalid LDAP DN", "%s %q: %s", attr, value, problemText(p))
 		}
 	}
 	dn("base", d.Base, d.At("base"))
@@ -40,11 +40,14 @@ func (v *validator) ldapChecks(d *Directory) {
 			dn("bind_dn", c.BindDN, c.At("bind_dn"))
 		}
 		r := c.At("filter")
+		if c.Filter == "" {
+			continue // missing: already reported
+		}
 		if !strings.Contains(c.Filter, "%e") && !strings.Contains(c.Filter, "%u") {
 			v.ds.errorf(r, "Filter without placeholder", "the lookup filter %q has no %%e (address) or %%u (local part) placeholder, so every account would find the same entries.", c.Filter)
 		}
 		for _, p := range ldapschema.CheckFilter(schema, c.Filter) {
-			v.ds.errorf(within(r, p.Offset, len(p.Name)), "Invalid LDAP filter", "filter %q: %s The directory loads the schemas %s.", c.Filter, problemText(p), strings.Join(d.Schemas, ", "))
+			v.ds.errorf(within(r, c.Filter, p.Offset, len(p.Name)), "Invalid LDAP filter", "filter %q: %s The directory loads the schemas %s.", c.Filter, problemText(p), strings.Join(d.Schemas, ", "))
 		}
 		if c.HostAttribute != "" && !schema.HasAttribute(c.HostAttribute) {
 			v.ds.errorf(c.At("host_attribute"), "Unknown LDAP attribute", "host_attribute %q is defined in none of the schemas %s.", c.HostAttribute, strings.Join(d.Schemas, ", "))
@@ -60,22 +63,23 @@ func problemText(p ldapschema.Problem) string {
 	return s
 }
 
-// within narrows the range of a one-line string literal to the n bytes at
-// offset inside the string (after the opening quote).
-func within(r Range, offset, n int) Range {
-	if offset < 0 || r.Line != r.EndLine {
+// within narrows r, the range of a string attribute whose value is s, to
+// the n bytes at offset inside s. It narrows only when r is a one-line
+// quoted literal of exactly s (no escapes, no expression); else it keeps r.
+func within(r Range, s string, offset, n int) Range {
+	if offset < 0 || r.Line != r.EndLine || r.EndByte-r.Byte != len(s)+2 || offset > len(s) {
 		return r
 	}
 	if n == 0 {
 		n = 1
+	}
+	if offset+n > len(s) {
+		n = len(s) - offset
 	}
 	out := r
 	out.Col += 1 + offset
 	out.Byte += 1 + offset
 	out.EndCol = out.Col + n
 	out.EndByte = out.Byte + n
-	if out.EndByte > r.EndByte {
-		return r
-	}
 	return out
 }

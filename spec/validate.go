@@ -3,7 +3,9 @@ package spec
 import (
 	"fmt"
 	"net/netip"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -87,7 +89,7 @@ func (v *validator) names() {
 		if !isDNSLabel(n.Name) {
 			v.ds.errorf(n.Range, "Invalid node name", "node %q: node names are DNS labels (letters, digits, '-'), so that files are written under a directory of that name and nowhere else.", n.Name)
 		}
-		if !isDNSLabel(n.Hostname) {
+		if n.Hostname != n.Name && !isDNSLabel(n.Hostname) {
 			v.ds.errorf(n.At("hostname"), "Invalid hostname", "hostname %q of node %q is not a DNS label.", n.Hostname, n.Name)
 		}
 	}
@@ -97,7 +99,7 @@ func (v *validator) names() {
 		}
 	}
 	for _, n := range v.t.Networks {
-		if !isDomain(n.Zone) {
+		if n.Zone != "" && !isDomain(n.Zone) {
 			v.ds.errorf(n.At("zone"), "Invalid DNS zone", "zone %q of network %q is not a domain name.", n.Zone, n.Name)
 		}
 		for _, r := range n.Records {
@@ -112,6 +114,13 @@ func (v *validator) names() {
 		}
 		if strings.ContainsAny(in.LogName, "/\\ \t\n") || in.LogName == "." || in.LogName == ".." {
 			v.ds.errorf(in.At("log_name"), "Invalid log name", "log_name %q must not contain slashes or spaces.", in.LogName)
+		}
+	}
+	for _, b := range v.t.Balancers {
+		for _, s := range b.Services {
+			if !isDNSLabel(s.Name) {
+				v.ds.errorf(s.Range, "Invalid service name", "service %q of balancer %q: service names become DNS names (smtp.<zone>), so they are DNS labels.", s.Name, b.Name)
+			}
 		}
 	}
 	if d := v.t.Directory; d != nil && !isDNSLabel(d.Hostname) {
@@ -163,7 +172,7 @@ func (v *validator) addresses() {
 		if n.Gateway.IsValid() && !n.CIDR.Contains(n.Gateway) {
 			v.ds.errorf(n.At("gateway"), "Address outside its network", "gateway %s is not inside %s.", n.Gateway, n.CIDR)
 		}
-		if !n.Public && !isPrivateOrDoc(n.CIDR.Addr()) {
+		if !n.Public && (!isPrivateOrDoc(n.CIDR.Addr()) || !isPrivateOrDoc(lastAddr(n.CIDR))) {
 			v.ds.warnf(n.At("cidr"), "Public address range", "network %q uses %s, which is neither private (RFC 1918, RFC 6598) nor documentation (RFC 5737). Say public = true if this range is really yours.", n.Name, n.CIDR)
 		}
 		for _, m := range t.Networks {
@@ -207,6 +216,9 @@ func (v *validator) addresses() {
 		}
 	}
 	for _, f := range t.Fences {
+		if f.Address.IsValid() && t.networkOf(f.Address) == nil {
+			v.ds.errorf(f.At("address"), "Address outside every network", "fence device %q has %s, in none of the topology's networks; the cluster nodes must reach it.", f.Name, f.Address)
+		}
 		claim(f.Address, fmt.Sprintf("fence device %q", f.Name), f.At("address"), t.networkOf(f.Address))
 	}
 	// nodeVIP reports a VIP that is a node's own address.
@@ -252,6 +264,24 @@ func (v *validator) addresses() {
 	}
 }
 
+// lastAddr is the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(a)*8; i++ {
+		a[i/8] |= 1 << (7 - i%8)
+	}
+	out, _ := netip.AddrFromSlice(a)
+	return out
+}
+
+// orRange is r, or def when r was never written.
+func orRange(r, def Range) Range {
+	if r.Line == 0 {
+		return def
+	}
+	return r
+}
+
 func isBroadcast(p netip.Prefix, a netip.Addr) bool {
 	if !a.Is4() || p.Bits() >= 31 {
 		return false
@@ -284,6 +314,9 @@ func (v *validator) dns() {
 			if first.addr != a && isRecord {
 				v.ds = append(v.ds, Diagnostic{Severity: Error, Summary: "Conflicting DNS name", Subject: &rr, Related: &fr,
 					Detail: fmt.Sprintf("%s gives %s the address %s, but %s gives it %s (%s:%d).", what, fqdn, a, first.what, first.addr, first.rng.File, first.rng.Line)})
+			} else if isRecord {
+				v.ds = append(v.ds, Diagnostic{Severity: Warning, Summary: "Redundant DNS record", Subject: &rr, Related: &fr,
+					Detail: fmt.Sprintf("%s repeats %s = %s, which %s already gives it; remove the record.", what, fqdn, a, first.what)})
 			} else {
 				v.ds = append(v.ds, Diagnostic{Severity: Error, Summary: "Duplicate FQDN", Subject: &rr, Related: &fr,
 					Detail: fmt.Sprintf("%s and %s (%s:%d) are both named %s.", what, first.what, first.rng.File, first.rng.Line, fqdn)})
@@ -379,7 +412,7 @@ func (v *validator) resolvers() {
 		}
 		for _, n := range f.Nodes {
 			if n != nil && n.Network != nil && !same(f.Resolver.Nameservers, n.Network.Resolver.Nameservers) {
-				v.ds.errorf(f.Resolver.Range, "Inconsistent nameservers", "frontend %q resolves through %s, but its node %q (network %q) resolves through %s. Every host and service of a tier must use the same DNS server.", f.Name, list(f.Resolver.Nameservers), n.Name, n.Network.Name, list(n.Network.Resolver.Nameservers))
+				v.ds.errorf(orRange(f.Resolver.Range, f.Range), "Inconsistent nameservers", "frontend %q resolves through %s, but its node %q (network %q) resolves through %s. Every host and service of a tier must use the same DNS server.", f.Name, list(f.Resolver.Nameservers), n.Name, n.Network.Name, list(n.Network.Resolver.Nameservers))
 				break
 			}
 		}
@@ -387,7 +420,7 @@ func (v *validator) resolvers() {
 	for _, in := range v.t.Instances {
 		for _, n := range in.Nodes {
 			if n != nil && n.Network != nil && len(in.Resolver.Nameservers) > 0 && !same(in.Resolver.Nameservers, n.Network.Resolver.Nameservers) {
-				v.ds.errorf(in.Resolver.Range, "Inconsistent nameservers", "mail_instance %q resolves through %s, but its node %q resolves through %s.", in.Name, list(in.Resolver.Nameservers), n.Name, list(n.Network.Resolver.Nameservers))
+				v.ds.errorf(orRange(in.Resolver.Range, in.Range), "Inconsistent nameservers", "mail_instance %q resolves through %s, but its node %q resolves through %s.", in.Name, list(in.Resolver.Nameservers), n.Name, list(n.Network.Resolver.Nameservers))
 				break
 			}
 		}
@@ -409,6 +442,9 @@ func (v *validator) fencing() {
 			}
 			count++
 			p := n.Fence.Port
+			if p == 0 || f.Ports == 0 {
+				continue // not decoded: already reported
+			}
 			if p < 1 || p > f.Ports {
 				v.ds.errorf(n.At("fence.port"), "Fence port out of range", "node %q uses port %d of fence %q, which has ports 1 to %d.", n.Name, p, f.Name, f.Ports)
 			}
@@ -417,7 +453,7 @@ func (v *validator) fencing() {
 			}
 			used[p] = n
 		}
-		if count > f.Ports {
+		if f.Ports > 0 && count > f.Ports {
 			v.ds.errorf(f.At("ports"), "Too many nodes on a fence device", "fence %q has %d ports but %d nodes use it; add a fence device.", f.Name, f.Ports, count)
 		}
 	}
@@ -595,39 +631,82 @@ func (v *validator) connectors() {
 		if d == nil {
 			continue
 		}
-		if c.BindDN == d.AdminDN {
+		if c.BindDN != "" && c.BindDN == d.AdminDN {
 			v.ds.errorf(c.At("bind_dn"), "Connector binds as the directory admin", "ldap_connector %q binds as %s, the admin DN. Front-ends and stores must not hold the admin password; bind as the read-only service DN (%s).", c.Name, c.BindDN, d.ServiceDN)
 		}
 		if c.URL != "" && d.VIP.IsValid() {
-			host := c.URL
-			for _, p := range []string{"ldap://", "ldaps://"} {
-				host = strings.TrimPrefix(host, p)
-			}
-			host = strings.TrimSuffix(host, "/")
-			if i := strings.LastIndex(host, ":"); i >= 0 && !strings.HasSuffix(host, "]") {
-				host = host[:i]
-			}
-			a, err := netip.ParseAddr(strings.Trim(host, "[]"))
-			switch {
-			case !strings.HasPrefix(c.URL, "ldap://") && !strings.HasPrefix(c.URL, "ldaps://"):
-				v.ds.errorf(c.At("url"), "Invalid LDAP URL", "url %q must start with ldap:// or ldaps://.", c.URL)
-			case err == nil && a != d.VIP:
-				what := "an address that is not the directory's VIP"
-				for _, n := range v.t.Nodes {
-					if n.Address == a {
-						what = fmt.Sprintf("node %q, not the directory's service VIP", n.Name)
-					}
-				}
-				v.ds.errorf(c.At("url"), "Connector points at a node, not the directory VIP", "url %q names %s (%s). When that node fails the directory moves and the connector loses it; use %s.", c.URL, what, a, d.URL())
-			}
+			v.connectorURL(c, d)
 		}
-		if c.Base != "" && d.Base != "" && !strings.HasSuffix(strings.ToLower(c.Base), strings.ToLower(d.Base)) {
+		if c.Base != "" && d.Base != "" && !withinBase(c.Base, d.Base) {
 			v.ds.errorf(c.At("base"), "Search base outside the directory", "base %q is not inside the directory's suffix %q.", c.Base, d.Base)
 		}
 		if c.BindDN != d.AdminDN && c.BindDN != d.ServiceDN && !c.BindPassword.Known && c.BindPassword.Source == "" {
 			v.ds.errorf(c.At("bind_dn"), "Missing bind password", "ldap_connector %q binds as %s; give bind_password.", c.Name, c.BindDN)
 		}
 	}
+}
+
+// connectorURL checks that a connector reaches the directory at its VIP
+// (or its name), on its port, with its TLS mode: never a node, which the
+// directory leaves when it fails over.
+func (v *validator) connectorURL(c *LDAPConnector, d *Directory) {
+	r := c.At("url")
+	u, err := url.Parse(c.URL)
+	if err != nil || (u.Scheme != "ldap" && u.Scheme != "ldaps") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		v.ds.errorf(r, "Invalid LDAP URL", "url %q must be ldap://HOST[:PORT] or ldaps://HOST[:PORT], with nothing after the host.", c.URL)
+		return
+	}
+	if (u.Scheme == "ldaps") != (d.TLSMode == LDAPTLSLDAPS) {
+		v.ds.errorf(r, "Connector URL does not match the directory", "url %q uses %s, but the directory's tls_mode is %q; use %s.", c.URL, u.Scheme, d.TLSMode, d.URL())
+		return
+	}
+	port := d.Port
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			v.ds.errorf(r, "Invalid LDAP URL", "url %q has an invalid port.", c.URL)
+			return
+		}
+		port = n
+	} else if u.Scheme == "ldap" {
+		port = 389
+	} else {
+		port = 636
+	}
+	host := u.Hostname()
+	a, err := netip.ParseAddr(host)
+	switch {
+	case err != nil:
+		if fqdn := v.directoryFQDN(d); !strings.EqualFold(strings.TrimSuffix(host, "."), fqdn) {
+			v.ds.errorf(r, "Connector does not name the directory", "url %q names %s; use the directory's VIP (%s) or its name %s.", c.URL, host, d.URL(), fqdn)
+			return
+		}
+	case a != d.VIP:
+		what := "an address that is not the directory's VIP"
+		for _, n := range v.t.Nodes {
+			if n.Address == a {
+				what = fmt.Sprintf("node %q, not the directory's service VIP", n.Name)
+			}
+		}
+		v.ds.errorf(r, "Connector points at a node, not the directory VIP", "url %q names %s (%s). When that node fails the directory moves and the connector loses it; use %s.", c.URL, what, a, d.URL())
+		return
+	}
+	if port != d.Port {
+		v.ds.errorf(r, "Connector URL does not match the directory", "url %q uses port %d, but the directory listens on %d.", c.URL, port, d.Port)
+	}
+}
+
+func (v *validator) directoryFQDN(d *Directory) string {
+	if n := v.t.networkOf(d.VIP); n != nil {
+		return d.Hostname + "." + n.Zone
+	}
+	return d.Hostname
+}
+
+// withinBase reports whether dn is base or below it (at an RDN boundary).
+func withinBase(dn, base string) bool {
+	dn, base = strings.ToLower(strings.TrimSpace(dn)), strings.ToLower(strings.TrimSpace(base))
+	return dn == base || strings.HasSuffix(dn, ","+base)
 }
 
 func (v *validator) frontends() {
@@ -640,7 +719,7 @@ func (v *validator) frontends() {
 				v.ds.errorf(f.At("domains"), "Invalid mail domain", "domains[%d] = %q is not a domain name.", i, d)
 			}
 		}
-		if len(f.Domains) == 0 {
+		if f.Domains != nil && len(f.Domains) == 0 {
 			v.ds.errorf(f.At("domains"), "No mail domains", "frontend %q serves no domain; mail for other domains is refused (no open relay), so list the served domains.", f.Name)
 		}
 		// Kernel limits: the reference counts three descriptors per proxied
@@ -661,11 +740,6 @@ func (v *validator) frontends() {
 				}
 			}
 		}
-		if f.Connector == nil {
-			continue
-		}
-		auth := (f.IMAP != nil && f.IMAP.AuthenticateOnProxy) || (f.POP3 != nil && f.POP3.AuthenticateOnProxy)
-		_ = auth
 	}
 }
 
@@ -852,7 +926,7 @@ func (v *validator) availability() {
 		v.ds = append(v.ds, Diagnostic{Severity: Warning, Summary: "No balancer", Detail: "No balancer spreads clients over the front-end nodes."})
 	}
 	for _, b := range t.Balancers {
-		if len(b.Nodes) < 2 {
+		if len(b.Nodes) == 1 {
 			v.ds.warnf(b.At("nodes"), "Single balancer", "balancer %q has one node; a second one (a VRRP pair) removes this single point of failure.", b.Name)
 		}
 	}

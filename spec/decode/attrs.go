@@ -29,7 +29,7 @@ func (d *decoder) body(b *hcl.Block, schema *hcl.BodySchema) *body {
 
 func (d *decoder) bodyOf(hb hcl.Body, def hcl.Range, title string, schema *hcl.BodySchema) *body {
 	content, hd := hb.Content(schema)
-	d.diags = append(d.diags, convertDiags(hd)...)
+	d.addDiags(hd)
 	if content == nil {
 		content = &hcl.BodyContent{Attributes: hcl.Attributes{}}
 	}
@@ -68,7 +68,7 @@ func (b *body) value(name string) (cty.Value, bool) {
 		return cty.NilVal, false
 	}
 	v, hd := a.Expr.Value(b.d.ctx)
-	b.d.diags = append(b.d.diags, convertDiags(hd)...)
+	b.d.addDiags(hd)
 	if hd.HasErrors() {
 		b.d.un.take()
 		return cty.NilVal, false
@@ -102,10 +102,14 @@ func (b *body) typed(name string, ty cty.Type, what string) (cty.Value, bool) {
 	if !ok {
 		return v, false
 	}
-	v, _ = v.Unmark()
+	v, _ = v.UnmarkDeep()
 	cv, err := convert.Convert(v, ty)
 	if err != nil {
-		b.errorf(name, "Incorrect attribute value type", "%s in %s must be %s: %s.", name, b.kind, what, err)
+		b.errorf(name, "Incorrect attribute value type", "%s in %s must be %s: %s.", name, b.kind, what, b.d.un.redact(err.Error()))
+		return cty.NilVal, false
+	}
+	if hasNullElement(cv) {
+		b.errorf(name, "Invalid value", "%s in %s must not contain null.", name, b.kind)
 		return cty.NilVal, false
 	}
 	return cv, true
@@ -180,15 +184,14 @@ func (b *body) prefix(name string) netip.Prefix {
 }
 
 func (b *body) duration(name string, def time.Duration) time.Duration {
-	a, ok := b.content.Attributes[name]
-	if !ok {
+	if !b.has(name) {
 		return def
 	}
 	v, ok := b.value(name)
 	if !ok {
 		return def
 	}
-	v, _ = v.Unmark()
+	v, _ = v.UnmarkDeep()
 	if v.Type() == cty.Number {
 		b.errorf(name, "Invalid duration", "%s in %s must be a duration string such as \"1s\" or \"500ms\".", name, b.kind)
 		return def
@@ -200,7 +203,7 @@ func (b *body) duration(name string, def time.Duration) time.Duration {
 	}
 	dur, err := time.ParseDuration(sv.AsString())
 	if err != nil || dur <= 0 {
-		b.errorf(name, "Invalid duration", "%q (at %s) is not a positive duration such as \"1s\" or \"500ms\".", sv.AsString(), a.Expr.Range())
+		b.errorf(name, "Invalid duration", "%s in %s is %q, not a positive duration such as \"1s\" or \"500ms\".", name, b.kind, sv.AsString())
 		return def
 	}
 	return dur
@@ -208,10 +211,11 @@ func (b *body) duration(name string, def time.Duration) time.Duration {
 
 func (b *body) strList(name string) []string {
 	v, ok := b.typed(name, cty.List(cty.String), "a list of strings")
-	if !ok || v.LengthInt() == 0 {
+	if !ok {
 		return nil
 	}
-	var out []string
+	// An empty list written as such is non-nil: "nothing", not "unknown".
+	out := []string{}
 	for _, e := range v.AsValueSlice() {
 		if e.IsNull() {
 			b.errorf(name, "Invalid value", "%s in %s must not contain null.", name, b.kind)
@@ -254,11 +258,13 @@ func (b *body) secret(name string) spec.Secret {
 	}
 	s.Source = sourceOf(a.Expr)
 	v, hd := a.Expr.Value(b.d.ctx)
-	b.d.diags = append(b.d.diags, convertDiags(hd)...)
 	missing := b.d.un.take()
 	if hd.HasErrors() {
+		// HCL's messages may quote the value; say only that it failed.
+		b.errorf(name, "Invalid secret", "%s in %s could not be evaluated (%s); the message is withheld because it may contain the secret.", name, b.kind, s.Source)
 		return s
 	}
+	b.d.addDiags(hd)
 	if !v.HasMark(markExternal) && v.IsKnown() {
 		b.errorf(name, "Secret in plain text",
 			"%s in %s is written in the topology itself. Secrets must come from env(\"VAR\") or file(\"PATH\") (or a variable set through MAILFLEET_VAR_*), so they stay out of version control.", name, b.kind)
@@ -268,7 +274,7 @@ func (b *body) secret(name string) spec.Secret {
 		b.unknown(name, missing)
 		return s
 	}
-	v, _ = v.Unmark()
+	v, _ = v.UnmarkDeep()
 	sv, err := convert.Convert(v, cty.String)
 	if err != nil || sv.IsNull() {
 		b.errorf(name, "Incorrect attribute value type", "%s in %s must be a string.", name, b.kind)
@@ -421,4 +427,23 @@ func (b *body) single(typ string) *hcl.Block {
 		return nil
 	}
 	return bs[0]
+}
+
+// hasNullElement reports a null element of a list, set or map (a null
+// attribute itself was already treated as absent).
+func hasNullElement(v cty.Value) bool {
+	if v.IsNull() || !v.IsKnown() {
+		return false
+	}
+	ty := v.Type()
+	if !ty.IsListType() && !ty.IsMapType() && !ty.IsSetType() {
+		return false
+	}
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() {
+			return true
+		}
+	}
+	return false
 }

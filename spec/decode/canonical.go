@@ -172,6 +172,7 @@ func canonicalize(t *spec.Topology) {
 		}
 		if len(in.Resolver.Nameservers) == 0 && in.Network != nil {
 			in.Resolver = in.Network.Resolver
+			in.Resolver.Src = spec.Src{} // not written in this block
 		}
 		if in.Resolver.Timeout == 0 {
 			in.Resolver.Timeout = 2 * time.Second
@@ -195,6 +196,7 @@ func canonicalize(t *spec.Topology) {
 		sort.Strings(f.Domains)
 		if len(f.Resolver.Nameservers) == 0 && len(f.Nodes) > 0 && f.Nodes[0] != nil && f.Nodes[0].Network != nil {
 			f.Resolver = f.Nodes[0].Network.Resolver
+			f.Resolver.Src = spec.Src{} // not written in this block
 		}
 	}
 	if t.Vagrant.Box == "" {

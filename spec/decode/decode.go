@@ -20,11 +20,36 @@ import (
 	"github.com/mailfleet/mailfleet/spec"
 )
 
-// Limits on what a topology may be, so that bad input cannot exhaust memory.
+// Limits on what a topology may be, so that bad input cannot exhaust memory
+// or the parser's stack.
 const (
 	maxFiles     = 1000
 	maxFileBytes = 8 << 20
+	maxDepth     = 500
 )
+
+// maxNesting returns the deepest nesting of brackets in b and the line where
+// it is first reached. Brackets inside strings and comments count too: a
+// harmless overestimate that keeps the scan simple.
+func maxNesting(b []byte) (line, max int) {
+	depth, ln := 0, 1
+	for _, c := range b {
+		switch c {
+		case '\n':
+			ln++
+		case '(', '[', '{':
+			depth++
+			if depth > max {
+				max, line = depth, ln
+			}
+		case ')', ']', '}':
+			if depth > 0 {
+				depth--
+			}
+		}
+	}
+	return line, max
+}
 
 // Options change how a topology is read.
 type Options struct {
@@ -60,7 +85,13 @@ func Load(path string, opts Options) (*spec.Topology, Sources, spec.Diagnostics)
 	for _, f := range files {
 		b, err := readLimited(f)
 		if err != nil {
-			diags = append(diags, spec.Diagnostic{Severity: spec.Error, Summary: "Cannot read topology file", Detail: err.Error(), Subject: &spec.Range{File: f}})
+			diags = append(diags, spec.Diagnostic{Severity: spec.Error, Summary: "Cannot read topology file", Detail: err.Error()})
+			continue
+		}
+		if line, depth := maxNesting(b); depth > maxDepth {
+			r := spec.Range{File: f, Line: line, Col: 1, EndLine: line, EndCol: 1}
+			diags = append(diags, spec.Diagnostic{Severity: spec.Error, Summary: "Expression nested too deeply",
+				Detail: fmt.Sprintf("Brackets nest %d deep here; at most %d levels are read.", depth, maxDepth), Subject: &r})
 			continue
 		}
 		file, hd := parser.ParseHCL(b, f)
@@ -143,6 +174,17 @@ func convertDiags(hd hcl.Diagnostics) spec.Diagnostics {
 	return out
 }
 
+// addDiags converts HCL's diagnostics, with every value read by env() or
+// file() replaced: a function that fails quotes its argument, and that
+// argument may be a secret.
+func (d *decoder) addDiags(hd hcl.Diagnostics) {
+	for _, sd := range convertDiags(hd) {
+		sd.Summary = d.un.redact(sd.Summary)
+		sd.Detail = d.un.redact(sd.Detail)
+		d.diags = append(d.diags, sd)
+	}
+}
+
 // decoder holds the state of one decode: the evaluation context grows as
 // blocks are decoded in dependency order.
 type decoder struct {
@@ -199,7 +241,7 @@ var topSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 func (d *decoder) decode(files []*hcl.File) *spec.Topology {
 	for _, f := range files {
 		content, hd := f.Body.Content(topSchema)
-		d.diags = append(d.diags, convertDiags(hd)...)
+		d.addDiags(hd)
 		if content == nil {
 			continue
 		}

@@ -25,7 +25,32 @@ const maxFileSize = 1 << 20
 
 // unavailable records env variables and files that could not be read, so the
 // decoder can report them at the attribute that used them.
-type unavailable struct{ what []string }
+type unavailable struct {
+	what []string
+	// seen holds every value env() and file() returned, so that no
+	// diagnostic can repeat one.
+	seen []string
+}
+
+// minRedact is the shortest value redacted: shorter ones would blank out
+// ordinary words of messages and say little about a secret anyway.
+const minRedact = 3
+
+func (u *unavailable) saw(v string) {
+	if len(v) >= minRedact {
+		u.seen = append(u.seen, v)
+	}
+}
+
+// redact replaces every value seen in s.
+func (u *unavailable) redact(s string) string {
+	for _, v := range u.seen {
+		if strings.Contains(s, v) {
+			s = strings.ReplaceAll(s, v, "(sensitive value)")
+		}
+	}
+	return s
+}
 
 func (u *unavailable) add(s string) { u.what = append(u.what, s) }
 
@@ -110,6 +135,7 @@ func envFunc(env func(string) (string, bool), un *unavailable) function.Function
 				un.add("environment variable " + name + " is not set")
 				return cty.UnknownVal(cty.String).Mark(markExternal), nil
 			}
+			un.saw(v)
 			return cty.StringVal(v).Mark(markExternal), nil
 		},
 	})
@@ -142,7 +168,9 @@ func fileFunc(dir string, un *unavailable) function.Function {
 			if !utf8.Valid(b) {
 				return cty.NilVal, fmt.Errorf("file %s is not valid UTF-8", args[0].AsString())
 			}
-			return cty.StringVal(strings.TrimRight(string(b), "\r\n")).Mark(markExternal), nil
+			v := strings.TrimRight(string(b), "\r\n")
+			un.saw(v)
+			return cty.StringVal(v).Mark(markExternal), nil
 		},
 	})
 }

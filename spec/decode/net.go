@@ -22,6 +22,7 @@ func (d *decoder) decodeVariables() {
 		}
 		bd := d.body(b, variableSchema)
 		if s, ok := d.opts.Env("MAILFLEET_VAR_" + name); ok {
+			d.un.saw(s)
 			vars[name] = cty.StringVal(s).Mark(markExternal)
 			continue
 		}
@@ -44,7 +45,7 @@ func (d *decoder) decodeLocals() {
 	pending := map[string]*hcl.Attribute{}
 	for _, b := range d.blocks["locals"] {
 		attrs, hd := b.Body.JustAttributes()
-		d.diags = append(d.diags, convertDiags(hd)...)
+		d.addDiags(hd)
 		for name, a := range attrs {
 			if !d.define("local", name, a.NameRange) {
 				continue
@@ -77,7 +78,7 @@ func (d *decoder) decodeLocals() {
 			}
 			d.ctx.Variables["local"] = cty.ObjectVal(locals)
 			v, hd := a.Expr.Value(d.ctx)
-			d.diags = append(d.diags, convertDiags(hd)...)
+			d.addDiags(hd)
 			d.un.take()
 			if hd.HasErrors() {
 				v = cty.DynamicVal
@@ -89,13 +90,35 @@ func (d *decoder) decodeLocals() {
 		if !progress {
 			for _, name := range names {
 				r := convertRange(pending[name].NameRange)
+				if missing := undeclaredLocal(pending[name], pending, locals); missing != "" {
+					d.diags = append(d.diags, spec.Diagnostic{Severity: spec.Error, Summary: "Reference to undeclared local",
+						Detail: fmt.Sprintf("local.%s refers to local.%s, which is not declared.", name, missing), Subject: &r})
+					continue
+				}
 				d.diags = append(d.diags, spec.Diagnostic{Severity: spec.Error, Summary: "Cycle in locals",
-					Detail: fmt.Sprintf("local.%s depends on itself, directly or through other locals, or on a local that does not exist.", name), Subject: &r})
+					Detail: fmt.Sprintf("local.%s depends on itself, directly or through other locals.", name), Subject: &r})
 			}
 			break
 		}
 	}
 	d.ctx.Variables["local"] = cty.ObjectVal(locals)
+}
+
+// undeclaredLocal returns a local that a refers to and nobody declares.
+func undeclaredLocal(a *hcl.Attribute, pending map[string]*hcl.Attribute, done map[string]cty.Value) string {
+	for _, tr := range a.Expr.Variables() {
+		if tr.RootName() != "local" || len(tr) < 2 {
+			continue
+		}
+		if step, ok := tr[1].(hcl.TraverseAttr); ok {
+			_, p := pending[step.Name]
+			_, d := done[step.Name]
+			if !p && !d {
+				return step.Name
+			}
+		}
+	}
+	return ""
 }
 
 func (d *decoder) decodeSite() {

@@ -61,6 +61,8 @@ func (d *decoder) decodeFence(b *hcl.Block) {
 	switch spec.FenceKind(kind) {
 	case spec.FencePower, spec.FenceIOBarrier:
 		f.Kind = spec.FenceKind(kind)
+	case "":
+		// missing or not a string: already reported
 	default:
 		bd.errorf("kind", "Invalid fence kind", "kind must be \"power\" (a remote power switch) or \"io_barrier\" (cuts the node off the shared storage), not %q.", kind)
 	}

@@ -265,11 +265,11 @@ func (d *decoder) networkList(bd *body, name string) []netip.Prefix {
 			continue
 		}
 		v, hd := e.Value(d.ctx)
-		d.diags = append(d.diags, convertDiags(hd)...)
+		d.addDiags(hd)
 		if hd.HasErrors() {
 			continue
 		}
-		v, _ = v.Unmark()
+		v, _ = v.UnmarkDeep()
 		if v.Type() != cty.String || !v.IsKnown() || v.IsNull() {
 			bd.errorf(key, "Invalid CIDR", "%s must be a network reference or a CIDR string.", key)
 			continue
@@ -307,7 +307,8 @@ func (d *decoder) decodeProvisioning() {
 		p.Domains = map[string]*spec.Instance{}
 		for _, kv := range pairs {
 			kval, hd := kv.Key.Value(d.ctx)
-			if hd.HasErrors() || kval.Type() != cty.String || !kval.IsKnown() {
+			kval, _ = kval.UnmarkDeep()
+			if hd.HasErrors() || kval.Type() != cty.String || !kval.IsKnown() || kval.IsNull() {
 				bd.errorf("domains", "Invalid domain", "every key of domains must be a domain name string.")
 				continue
 			}

@@ -1,0 +1,74 @@
+# The directory's DNs parse, name attributes of its schemas, and lie under
+# its base.
+site "t" {
+  secret = env("T_SECRET")
+}
+
+network "front" {
+  cidr    = "192.168.1.0/24"
+  gateway = "192.168.1.1"
+  zone    = "front.test"
+}
+
+network "back" {
+  cidr    = "10.0.0.0/24"
+  gateway = "10.0.0.1"
+  zone    = "back.test"
+}
+
+router "gw" {
+  interface {
+    network = network.front
+    address = "192.168.1.1"
+  }
+  interface {
+    network = network.back
+    address = "10.0.0.1"
+  }
+  dns = true
+}
+
+fence "pdu" {
+  kind     = "power"
+  agent    = "fence_apc"
+  address  = "10.0.0.250"
+  password = env("T_FENCE")
+  ports    = 8
+}
+
+node "be1" {
+  network = network.back
+  address = "10.0.0.11"
+  fence {
+    device = fence.pdu
+    port   = 1
+  }
+}
+
+node "be2" {
+  network = network.back
+  address = "10.0.0.12"
+  fence {
+    device = fence.pdu
+    port   = 2
+  }
+}
+
+storage "san" {
+  disk "sda" {
+    partition "ldap" {
+      device = "/dev/sda1"
+    }
+  }
+}
+
+directory "ldap" {
+  base             = "dc=example,dc=com"
+  admin_dn         = "cn=admin,dc=example,dc=org" # ERROR: DN outside the directory
+  admin_password   = env("T_LDAP_ADMIN")
+  service_dn       = "mailUser=svc,dc=example,dc=com" # ERROR: Invalid LDAP DN
+  service_password = env("T_LDAP_SERVICE")
+  vip              = "10.0.0.100"
+  data             = storage.san.disk.sda.partition.ldap
+  nodes            = [node.be1, node.be2]
+}

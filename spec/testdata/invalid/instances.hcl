@@ -1,0 +1,180 @@
+# Mail instances: the listeners they need, each node once and in the VIP's
+# network, a connector when there are several, at least one node. Both
+# networks resolve through 10.0.0.1, so that a node of the front network
+# resolves as the instance does.
+site "t" {
+  secret = env("T_SECRET")
+}
+
+network "front" {
+  cidr    = "192.168.1.0/24"
+  gateway = "192.168.1.1"
+  zone    = "front.test"
+  resolver {
+    nameserver {
+      address = "10.0.0.1"
+    }
+  }
+}
+
+network "back" {
+  cidr    = "10.0.0.0/24"
+  gateway = "10.0.0.1"
+  zone    = "back.test"
+}
+
+router "gw" {
+  interface {
+    network = network.front
+    address = "192.168.1.1"
+  }
+  interface {
+    network = network.back
+    address = "10.0.0.1"
+  }
+  dns = true
+}
+
+node "lb1" {
+  network = network.front
+  address = "192.168.1.2"
+}
+
+node "lb2" {
+  network = network.front
+  address = "192.168.1.3"
+}
+
+node "fe1" {
+  network = network.front
+  address = "192.168.1.11"
+}
+
+node "fe2" {
+  network = network.front
+  address = "192.168.1.12"
+}
+
+fence "pdu" {
+  kind     = "power"
+  agent    = "fence_apc"
+  address  = "10.0.0.250"
+  password = env("T_FENCE")
+  ports    = 8
+}
+
+node "be1" {
+  network = network.back
+  address = "10.0.0.11"
+  fence {
+    device = fence.pdu
+    port   = 1
+  }
+}
+
+node "be3" {
+  network = network.front
+  address = "192.168.1.13"
+  fence {
+    device = fence.pdu
+    port   = 3
+  }
+}
+
+node "be2" {
+  network = network.back
+  address = "10.0.0.12"
+  fence {
+    device = fence.pdu
+    port   = 2
+  }
+}
+
+storage "san" {
+  disk "sda" {
+    partition "ldap" {
+      device = "/dev/sda1"
+    }
+    partition "store" {
+      device = "/dev/sda2"
+    }
+    partition "queue" {
+      device = "/dev/sda3"
+    }
+    partition "run" {
+      device = "/dev/sda4"
+    }
+    partition "store2" {
+      device = "/dev/sda5"
+    }
+    partition "queue2" {
+      device = "/dev/sda6"
+    }
+    partition "run2" {
+      device = "/dev/sda7"
+    }
+  }
+}
+
+balancer "lb" {
+  nodes = [node.lb1, node.lb2]
+  service "imap" {
+    vip      = "192.168.1.100"
+    port     = 143
+    backends = [node.fe1, node.fe2]
+  }
+}
+
+directory "ldap" {
+  base             = "dc=example,dc=com"
+  admin_dn         = "cn=admin,dc=example,dc=com"
+  admin_password   = env("T_LDAP_ADMIN")
+  service_dn       = "cn=mailfleet,dc=example,dc=com"
+  service_password = env("T_LDAP_SERVICE")
+  vip              = "10.0.0.100"
+  data             = storage.san.disk.sda.partition.ldap
+  nodes            = [node.be1, node.be3] # ERROR: Node outside the VIP's network
+}
+
+ldap_connector "alt" {
+  filter = "(mail=%e)"
+}
+
+ldap_connector "main" {
+  filter = "(&(uid=%e)(objectClass=inetLocalMailRecipient))"
+}
+
+frontend "fe" {
+  nodes     = [node.fe1, node.fe2]
+  domains   = ["example.com"]
+  connector = ldap_connector.main
+  imap {
+    port = 143
+  }
+}
+
+mail_instance "m1" { # ERROR: Ambiguous connector
+  vip     = "10.0.0.101"
+  storage = storage.san.disk.sda.partition.store
+  queue   = storage.san.disk.sda.partition.queue
+  run     = storage.san.disk.sda.partition.run
+  nodes = [
+    node.be1,
+    node.be2,
+    node.be1, # ERROR: Duplicate node
+    node.be3, # ERROR: Node outside the VIP's network
+  ]
+  listeners    = { smtp = 25, imap = 143 } # ERROR: Missing listener
+  admin_secret = env("T_ADMIN")
+}
+
+mail_instance "m2" {
+  vip          = "10.0.0.102"
+  storage      = storage.san.disk.sda.partition.store2
+  queue        = storage.san.disk.sda.partition.queue2
+  run          = storage.san.disk.sda.partition.run2
+  nodes        = [] # ERROR: No nodes
+  listeners    = { smtp = 25, pop3 = 110, imap = 143, admin = 7000, lmtp = 24 }
+  admin_secret = env("T_ADMIN")
+  connector    = ldap_connector.main
+}
