@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 )
 
 //go:embed schema/*.schema
@@ -81,6 +82,33 @@ func Known() []string {
 // (inetorgperson without cosine, say) is reported. Order does not matter and
 // a name given twice is loaded once.
 func Load(names ...string) (*Schema, error) {
+	key := cacheKey(names)
+	loaded.Lock()
+	defer loaded.Unlock()
+	if s, ok := loaded.m[key]; ok {
+		return s, nil
+	}
+	s, err := load(names)
+	if err == nil {
+		loaded.m[key] = s
+	}
+	return s, err
+}
+
+// loaded remembers each set of schemas parsed: a Schema is read-only once
+// loaded, and validation loads the same few sets again and again.
+var loaded = struct {
+	sync.Mutex
+	m map[string]*Schema
+}{m: map[string]*Schema{}}
+
+func cacheKey(names []string) string {
+	sorted := append([]string(nil), names...)
+	sort.Strings(sorted)
+	return strings.Join(sorted, "\x00")
+}
+
+func load(names []string) (*Schema, error) {
 	s := newSchema()
 	seen := map[string]bool{}
 	for _, name := range append([]string{systemName}, names...) {
