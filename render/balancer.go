@@ -25,7 +25,7 @@ var reloadBalancer = Action{Name: "reload mailfleetd-balancer",
 func renderBalancer(b *builder) error {
 	for _, bl := range b.t.Balancers {
 		for _, n := range bl.Nodes {
-			cfg := balancerConfig(b.t, bl, n)
+			cfg := balancerConfig(b, bl, n)
 			content, err := cfgJSON(cfg)
 			if err != nil {
 				return fmt.Errorf("balancer %s on %s: %w", bl.Name, n.Name, err)
@@ -45,14 +45,14 @@ func renderBalancer(b *builder) error {
 	return nil
 }
 
-func balancerConfig(t *spec.Topology, bl *spec.Balancer, n *spec.Node) *config.Balancer {
+func balancerConfig(b *builder, bl *spec.Balancer, n *spec.Node) *config.Balancer {
 	cfg := &config.Balancer{
 		FormatVersion: config.FormatVersion,
 		Node:          n.Name,
 		Admin:         netip.AddrPortFrom(n.Address, balancerAdminPort).String(),
 		Services:      []config.BalancedService{},
 		Limits: config.Limits{
-			MaxConnections: balancerCapacity(t, bl),
+			MaxConnections: balancerCapacity(b, bl),
 			// The balancer is the one place that sees the client's
 			// address when the PROXY protocol is off.
 			MaxPerClient: limitPerClient,
@@ -85,7 +85,7 @@ func balancerConfig(t *spec.Topology, bl *spec.Balancer, n *spec.Node) *config.B
 
 // balancerCapacity is how many sessions the front-end nodes behind bl carry
 // together; the balancer takes no more.
-func balancerCapacity(t *spec.Topology, bl *spec.Balancer) int {
+func balancerCapacity(b *builder, bl *spec.Balancer) int {
 	seen := map[*spec.Node]bool{}
 	total := 0
 	for _, s := range bl.Services {
@@ -95,7 +95,7 @@ func balancerCapacity(t *spec.Topology, bl *spec.Balancer) int {
 			}
 			seen[rs.Node] = true
 			sessions := limitDefaultSessions
-			if fe := frontendOfNode(t, rs.Node); fe != nil {
+			if fe := b.frontendOfNode(rs.Node); fe != nil {
 				sessions = frontendSessions(fe)
 			}
 			total += sessions
@@ -104,13 +104,17 @@ func balancerCapacity(t *spec.Topology, bl *spec.Balancer) int {
 	return total
 }
 
-func frontendOfNode(t *spec.Topology, n *spec.Node) *spec.Frontend {
-	for _, fe := range t.Frontends {
-		for _, m := range fe.Nodes {
-			if m == n {
-				return fe
+// frontendOfNode is the first front-end that lists n, or nil.
+func (b *builder) frontendOfNode(n *spec.Node) *spec.Frontend {
+	if b.frontendOf == nil {
+		b.frontendOf = map[*spec.Node]*spec.Frontend{}
+		for _, fe := range b.t.Frontends {
+			for _, m := range fe.Nodes {
+				if b.frontendOf[m] == nil {
+					b.frontendOf[m] = fe
+				}
 			}
 		}
 	}
-	return nil
+	return b.frontendOf[n]
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -445,7 +446,7 @@ func cibLocationScore(pos int) int {
 func (c *cibDoc) stamped(version int) ([]byte, error) {
 	d := *c
 	d.AdminEpoch = version
-	return clusterXMLDoc(&d)
+	return cibXML(&d), nil
 }
 
 func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
@@ -504,8 +505,18 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 		prefer(d.Name, d.Nodes)
 	}
 
+	// Each fence device may run on (nearly) every member: the constraints
+	// grow with devices × members, so the room is made at once.
+	wired := cibFencedMembers(members)
+	n := len(cfg.Constraints)
 	for _, fd := range t.Fences {
-		p, fenced := cibStonith(fd, members)
+		if len(wired[fd]) > 0 {
+			n += len(members)
+		}
+	}
+	cfg.Constraints = slices.Grow(cfg.Constraints, n-len(cfg.Constraints))
+	for _, fd := range t.Fences {
+		p, fenced := cibStonith(fd, wired[fd], len(members))
 		if p == nil {
 			continue
 		}
@@ -530,19 +541,28 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 	return doc, nil
 }
 
-// cibStonith is fence device fd as a stonith resource for the members wired
-// to it (and those members), or nil when none is.
-func cibStonith(fd *spec.FenceDevice, members []*spec.Node) (*cibPrimitive, []*spec.Node) {
-	var fenced []*spec.Node
-	var hostMap []string
+// cibFencedMembers lists the members wired to each fence device, in the
+// members' order.
+func cibFencedMembers(members []*spec.Node) map[*spec.FenceDevice][]*spec.Node {
+	wired := map[*spec.FenceDevice][]*spec.Node{}
 	for _, n := range members {
-		if n.Fence != nil && n.Fence.Device == fd {
-			fenced = append(fenced, n)
-			hostMap = append(hostMap, n.Name+":"+strconv.Itoa(n.Fence.Port))
+		if n.Fence != nil && n.Fence.Device != nil {
+			wired[n.Fence.Device] = append(wired[n.Fence.Device], n)
 		}
 	}
+	return wired
+}
+
+// cibStonith is fence device fd as a stonith resource for the members wired
+// to it, fenced (cibFencedMembers), in a cluster of size members; nil when
+// none is wired. It returns fenced too.
+func cibStonith(fd *spec.FenceDevice, fenced []*spec.Node, size int) (*cibPrimitive, []*spec.Node) {
 	if len(fenced) == 0 {
 		return nil, nil
+	}
+	hostMap := make([]string, len(fenced))
+	for i, n := range fenced {
+		hostMap[i] = n.Name + ":" + strconv.Itoa(n.Fence.Port)
 	}
 	var params []string
 	if fd.Address.IsValid() {
@@ -555,7 +575,7 @@ func cibStonith(fd *spec.FenceDevice, members []*spec.Node) (*cibPrimitive, []*s
 		params = append(params, "password", clusterSecretValue(fd.Password))
 	}
 	params = append(params, "pcmk_host_map", strings.Join(hostMap, ";"))
-	if len(members) == 2 {
+	if size == 2 {
 		// Two nodes that lose each other both ask to fence: a random delay
 		// lets one of them win instead of both powering off.
 		params = append(params, "pcmk_delay_max", "5s")
@@ -587,24 +607,75 @@ func fenceHasPassword(fd *spec.FenceDevice) bool {
 // cibCheckIDs makes sure every id of the CIB is unique and a valid XML ID:
 // names that clash (an instance and the directory of one name, say) would
 // make Pacemaker refuse the whole CIB.
+//
+// A large CIB has an id per fence device and member, so the common case,
+// all good, is settled without a set of strings: every id is valid and no
+// two have the same 64-bit hash (sorted, equal hashes are neighbours). Only
+// when that fails are the ids compared as strings, to name the first bad
+// one.
 func cibCheckIDs(doc *cibDoc) error {
+	valid := true
+	var hashes []uint64
+	if n := len(doc.Config.Constraints); n > 0 {
+		hashes = make([]uint64, 0, n+64)
+	}
+	cibEachID(doc, func(id string) {
+		valid = valid && cibIsID(id)
+		hashes = append(hashes, cibHash(id))
+	})
+	if valid {
+		slices.Sort(hashes)
+		distinct := true
+		for i := 1; i < len(hashes) && distinct; i++ {
+			distinct = hashes[i] != hashes[i-1]
+		}
+		if distinct {
+			return nil
+		}
+	}
 	seen := map[string]bool{}
-	var ids []string
+	var bad error
+	cibEachID(doc, func(id string) {
+		switch {
+		case bad != nil:
+		case !cibIsID(id):
+			bad = fmt.Errorf("cib: %q is not a valid Pacemaker id (letters, digits, '-', '_', '.', starting with a letter or '_')", id)
+		case seen[id]:
+			bad = fmt.Errorf("cib: id %q is used twice", id)
+		default:
+			seen[id] = true
+		}
+	})
+	return bad
+}
+
+// cibHash is the 64-bit FNV-1a hash of id.
+func cibHash(id string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// cibEachID calls fn with every id of doc, in document order.
+func cibEachID(doc *cibDoc, fn func(id string)) {
 	attrs := func(a *cibAttrs) {
 		if a == nil {
 			return
 		}
-		ids = append(ids, a.ID)
+		fn(a.ID)
 		for _, p := range a.Pairs {
-			ids = append(ids, p.ID)
+			fn(p.ID)
 		}
 	}
 	prim := func(p *cibPrimitive) {
-		ids = append(ids, p.ID)
+		fn(p.ID)
 		attrs(p.Params)
 		attrs(p.Meta)
 		for _, o := range p.Ops {
-			ids = append(ids, o.ID)
+			fn(o.ID)
 		}
 	}
 	c := &doc.Config
@@ -613,7 +684,7 @@ func cibCheckIDs(doc *cibDoc) error {
 	}
 	for i := range c.Resources.Groups {
 		g := &c.Resources.Groups[i]
-		ids = append(ids, g.ID)
+		fn(g.ID)
 		for j := range g.Primitives {
 			prim(&g.Primitives[j])
 		}
@@ -621,22 +692,12 @@ func cibCheckIDs(doc *cibDoc) error {
 	for i := range c.Resources.Primitives {
 		prim(&c.Resources.Primitives[i])
 	}
-	for _, l := range c.Constraints {
-		ids = append(ids, l.ID)
+	for i := range c.Constraints {
+		fn(c.Constraints[i].ID)
 	}
 	for i := range c.RscDefaults {
 		attrs(&c.RscDefaults[i])
 	}
-	for _, id := range ids {
-		if !cibIsID(id) {
-			return fmt.Errorf("cib: %q is not a valid Pacemaker id (letters, digits, '-', '_', '.', starting with a letter or '_')", id)
-		}
-		if seen[id] {
-			return fmt.Errorf("cib: id %q is used twice", id)
-		}
-		seen[id] = true
-	}
-	return nil
 }
 
 // cibIsID reports whether s is an XML NCName made of ASCII letters, digits,

@@ -237,20 +237,28 @@ func dnsZones(t *spec.Topology, servers []*spec.Router, names []dnsName) ([]*zon
 			reverseOrder = append(reverseOrder, reverse[rname])
 		}
 	}
+	// Each name's PTR owner, made once rather than once per reverse zone.
+	rnames := make([]string, len(names))
+	for i, nm := range names {
+		rnames[i] = reverseName(nm.addr)
+	}
+	type ptr struct {
+		nm    dnsName
+		label string
+	}
 	for _, z := range reverseOrder {
 		suffix := "." + z.name
-		var ptrs []dnsName
+		var ptrs []ptr
 		owned := map[netip.Addr]bool{}
-		for _, nm := range names {
-			if nm.network.Zone != "" && strings.HasSuffix(reverseName(nm.addr), suffix) && !owned[nm.addr] {
+		for i, nm := range names {
+			if nm.network.Zone != "" && strings.HasSuffix(rnames[i], suffix) && !owned[nm.addr] {
 				owned[nm.addr] = true
-				ptrs = append(ptrs, nm)
+				ptrs = append(ptrs, ptr{nm, strings.TrimSuffix(rnames[i], suffix)})
 			}
 		}
-		sort.Slice(ptrs, func(i, j int) bool { return ptrs[i].addr.Less(ptrs[j].addr) })
-		for _, nm := range ptrs {
-			label := strings.TrimSuffix(reverseName(nm.addr), suffix)
-			z.view.Records = append(z.view.Records, rrView{label, "PTR", nm.fqdn()})
+		sort.Slice(ptrs, func(i, j int) bool { return ptrs[i].nm.addr.Less(ptrs[j].nm.addr) })
+		for _, p := range ptrs {
+			z.view.Records = append(z.view.Records, rrView{p.label, "PTR", p.nm.fqdn()})
 		}
 	}
 	zones = append(zones, reverseOrder...)

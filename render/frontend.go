@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -49,14 +50,34 @@ var restartFrontend = Action{Name: "restart mailfleetd-frontend",
 
 // renderFrontend writes the config of the IMAP and POP3 proxies and the SMTP
 // router of every front-end node, and the LDAP bind password they read.
+//
+// Every front-end config holds the whole instance table (no DNS at run
+// time), so the files grow with nodes × instances. The table is built,
+// validated and encoded once, and each node's document is its own small
+// part with the encoded table copied in: the bytes are those of encoding the
+// node's whole config (cfgJSON), without redoing the table for every node.
 func renderFrontend(b *builder) error {
+	if len(b.t.Frontends) == 0 {
+		return nil
+	}
+	table, err := newFrontendTable(b.t)
+	if err != nil {
+		return err
+	}
+	var enc frontendEncoder
 	for _, fe := range b.t.Frontends {
+		group, err := frontendGroupConfig(b.t, fe, table.routes)
+		if err != nil {
+			return fmt.Errorf("frontend %s: %w", fe.Name, err)
+		}
 		for _, n := range fe.Nodes {
-			cfg, err := frontendConfig(b.t, fe, n)
-			if err != nil {
+			cfg := frontendNodeConfig(group, fe, n)
+			// Validate as cfgJSON does: ValidateNode and the table's own
+			// check (made once) fail exactly when cfg.Validate would.
+			if err := errors.Join(cfg.ValidateNode(), table.err); err != nil {
 				return fmt.Errorf("frontend %s on %s: %w", fe.Name, n.Name, err)
 			}
-			content, err := cfgJSON(cfg)
+			content, err := enc.document(cfg, table.json)
 			if err != nil {
 				return fmt.Errorf("frontend %s on %s: %w", fe.Name, n.Name, err)
 			}
@@ -74,13 +95,64 @@ func renderFrontend(b *builder) error {
 	return nil
 }
 
+// frontendConfig is the whole config of front-end node n of fe.
 func frontendConfig(t *spec.Topology, fe *spec.Frontend, n *spec.Node) (*config.Frontend, error) {
-	listen := func(port int) string { return netip.AddrPortFrom(n.Address, uint16(port)).String() }
+	group, err := frontendGroupConfig(t, fe, frontendRoutes(t))
+	if err != nil {
+		return nil, err
+	}
+	return frontendNodeConfig(group, fe, n), nil
+}
+
+// frontendRoutes is the instance table of every front-end config: each
+// instance's FQDN (the mailHost value) to its listeners.
+func frontendRoutes(t *spec.Topology) map[string]config.InstanceRoute {
+	routes := make(map[string]config.InstanceRoute, len(t.Instances))
+	for _, inst := range t.Instances {
+		at := func(kind string) string {
+			if p, ok := inst.Listeners[kind]; ok {
+				return netip.AddrPortFrom(inst.VIP, uint16(p)).String()
+			}
+			return ""
+		}
+		routes[inst.FQDN()] = config.InstanceRoute{Name: inst.Name,
+			SMTP: at("smtp"), LMTP: at("lmtp"), IMAP: at("imap"), POP3: at("pop3")}
+	}
+	return routes
+}
+
+// frontendTable is the instance table of a render, shared by every
+// front-end node: the routes, their validation and their JSON.
+type frontendTable struct {
+	routes map[string]config.InstanceRoute
+	// json is routes as the value of the top-level "instances" key of an
+	// indented config (its lines indented one level deeper than the key).
+	json []byte
+	// err is config.ValidateInstances(routes), reported with the first
+	// node's config.
+	err error
+}
+
+func newFrontendTable(t *spec.Topology) (*frontendTable, error) {
+	ft := &frontendTable{routes: frontendRoutes(t)}
+	ft.err = config.ValidateInstances(ft.routes)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent(cfgJSONIndent, cfgJSONIndent)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ft.routes); err != nil {
+		return nil, err
+	}
+	ft.json = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return ft, nil
+}
+
+// frontendGroupConfig is what every node of fe has in its config: all but
+// the node's name and listen addresses.
+func frontendGroupConfig(t *spec.Topology, fe *spec.Frontend, routes map[string]config.InstanceRoute) (*config.Frontend, error) {
 	cfg := &config.Frontend{
 		FormatVersion: config.FormatVersion,
-		Node:          n.Name,
-		Admin:         listen(frontendAdminPort),
-		Instances:     map[string]config.InstanceRoute{},
+		Instances:     routes,
 		Domains:       append([]string{}, fe.Domains...),
 		BackendTLS:    fe.BackendTLS,
 		Limits: config.Limits{
@@ -92,30 +164,11 @@ func frontendConfig(t *spec.Topology, fe *spec.Frontend, n *spec.Node) (*config.
 			MaxRecipients:    limitRecipients,
 		},
 	}
-	if fe.IMAP != nil {
-		cfg.IMAP = &config.Proxy{Listen: listen(fe.IMAP.Port), AuthenticateOnProxy: fe.IMAP.AuthenticateOnProxy, TLS: cfgTLS(fe.IMAP.TLS)}
-	}
-	if fe.POP3 != nil {
-		cfg.POP3 = &config.Proxy{Listen: listen(fe.POP3.Port), AuthenticateOnProxy: fe.POP3.AuthenticateOnProxy, TLS: cfgTLS(fe.POP3.TLS)}
-	}
-	if fe.SMTP != nil {
-		cfg.SMTP = &config.Router{Listen: listen(fe.SMTP.Port), Routing: fe.SMTP.Routing, LMTP: fe.SMTP.LMTP, TLS: cfgTLS(fe.SMTP.TLS)}
-	}
 	ldap, err := cfgLDAP(t, fe.Connector)
 	if err != nil {
 		return nil, err
 	}
 	cfg.LDAP = *ldap
-	for _, inst := range t.Instances {
-		at := func(kind string) string {
-			if p, ok := inst.Listeners[kind]; ok {
-				return netip.AddrPortFrom(inst.VIP, uint16(p)).String()
-			}
-			return ""
-		}
-		cfg.Instances[inst.FQDN()] = config.InstanceRoute{Name: inst.Name,
-			SMTP: at("smtp"), LMTP: at("lmtp"), IMAP: at("imap"), POP3: at("pop3")}
-	}
 	if fe.DefaultRoute != nil {
 		cfg.DefaultRoute = fe.DefaultRoute.FQDN()
 	}
@@ -137,6 +190,63 @@ func frontendConfig(t *spec.Topology, fe *spec.Frontend, n *spec.Node) (*config.
 		cfg.Limits.MaxPerClient = limitPerClient
 	}
 	return cfg, nil
+}
+
+// frontendNodeConfig is group (frontendGroupConfig) for node n of fe. The
+// two share their slices and the instance table, which nothing changes.
+func frontendNodeConfig(group *config.Frontend, fe *spec.Frontend, n *spec.Node) *config.Frontend {
+	listen := func(port int) string { return netip.AddrPortFrom(n.Address, uint16(port)).String() }
+	cfg := *group
+	cfg.Node = n.Name
+	cfg.Admin = listen(frontendAdminPort)
+	if fe.IMAP != nil {
+		cfg.IMAP = &config.Proxy{Listen: listen(fe.IMAP.Port), AuthenticateOnProxy: fe.IMAP.AuthenticateOnProxy, TLS: cfgTLS(fe.IMAP.TLS)}
+	}
+	if fe.POP3 != nil {
+		cfg.POP3 = &config.Proxy{Listen: listen(fe.POP3.Port), AuthenticateOnProxy: fe.POP3.AuthenticateOnProxy, TLS: cfgTLS(fe.POP3.TLS)}
+	}
+	if fe.SMTP != nil {
+		cfg.SMTP = &config.Router{Listen: listen(fe.SMTP.Port), Routing: fe.SMTP.Routing, LMTP: fe.SMTP.LMTP, TLS: cfgTLS(fe.SMTP.TLS)}
+	}
+	return &cfg
+}
+
+// frontendEncoder encodes front-end configs, reusing its buffer.
+type frontendEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+// frontendTableKey is the top-level instances key with an empty table, as
+// the indented encoding writes it: a raw newline never occurs inside a JSON
+// string, and a nested key is indented deeper, so it is found only there.
+var frontendTableKey = []byte("\n" + cfgJSONIndent + `"instances": {}`)
+
+// document is cfg encoded as cfgJSON encodes it, but with table (the
+// encoded cfg.Instances, from frontendTable) copied in rather than encoded
+// again. cfg must have been validated.
+func (e *frontendEncoder) document(cfg *config.Frontend, table []byte) ([]byte, error) {
+	if e.enc == nil {
+		e.enc = json.NewEncoder(&e.buf)
+		e.enc.SetIndent("", cfgJSONIndent)
+		e.enc.SetEscapeHTML(false)
+	}
+	node := *cfg
+	node.Instances = map[string]config.InstanceRoute{}
+	e.buf.Reset()
+	if err := e.enc.Encode(&node); err != nil {
+		return nil, err
+	}
+	doc := e.buf.Bytes()
+	i := bytes.Index(doc, frontendTableKey)
+	if i < 0 || bytes.Contains(doc[i+len(frontendTableKey):], frontendTableKey) {
+		return nil, fmt.Errorf("frontend config: no single instances key to fill in")
+	}
+	head, tail := doc[:i+len(frontendTableKey)-len("{}")], doc[i+len(frontendTableKey):]
+	out := make([]byte, 0, len(head)+len(table)+len(tail))
+	out = append(out, head...)
+	out = append(out, table...)
+	return append(out, tail...), nil
 }
 
 func proxyTLS(p *spec.ProxyService) *spec.TLS {
@@ -265,10 +375,7 @@ func daemonSecretValue(s spec.Secret, derived string) string {
 // addDaemonFileOnce adds f unless the same file is already on node; a nil action
 // gives way to the other's.
 func addDaemonFileOnce(b *builder, node string, f *File) error {
-	for _, g := range b.host(node).Files {
-		if g.Path != f.Path {
-			continue
-		}
+	if g := b.file(node, f.Path); g != nil {
 		if !bytes.Equal(g.Content, f.Content) || g.Mode != f.Mode || g.Owner != f.Owner || g.Group != f.Group || g.Sensitive != f.Sensitive {
 			return fmt.Errorf("two different files at %s on %s", f.Path, node)
 		}
@@ -299,6 +406,9 @@ func cfgResolver(r spec.Resolver) config.Resolver {
 	return out
 }
 
+// cfgJSONIndent indents the daemons' configs one step per level.
+const cfgJSONIndent = "  "
+
 // cfgJSON validates a daemon config the way the daemon will and encodes it:
 // a config the daemon would refuse is a fault of render, not of the user.
 func cfgJSON(v interface{ Validate() error }) ([]byte, error) {
@@ -307,7 +417,7 @@ func cfgJSON(v interface{ Validate() error }) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
+	enc.SetIndent("", cfgJSONIndent)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		return nil, err

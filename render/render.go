@@ -41,7 +41,7 @@ type File struct {
 	Mode      fs.FileMode // permission bits
 	Owner     string
 	Group     string
-	Content   []byte
+	Content   []byte  // may be shared with other hosts' files (see builder.add): never modify it in place
 	Sensitive bool    // contains a secret: never shown in plans or logs
 	Action    *Action // nil: nothing to do when it changes
 }
@@ -62,8 +62,14 @@ type Output struct {
 	Hosts []*Host // sorted by Node
 }
 
-// Host returns the host called name, or nil.
+// Host returns the host called name, or nil. Render sorts Hosts by Node, so
+// the host is found by binary search; only a name not found that way (an
+// Output put together out of order) costs a full scan.
 func (o *Output) Host(name string) *Host {
+	i := sort.Search(len(o.Hosts), func(i int) bool { return o.Hosts[i].Node >= name })
+	if i < len(o.Hosts) && o.Hosts[i].Node == name {
+		return o.Hosts[i]
+	}
 	for _, h := range o.Hosts {
 		if h.Node == name {
 			return h
@@ -124,15 +130,25 @@ type builder struct {
 	opts  Options
 	keys  *Keys
 	hosts map[string]*Host
+	// files finds a host's file by path, so that add and addDaemonFileOnce
+	// need not scan the host's files.
+	files map[hostPath]*File
+	// frontendOf is the front-end of each front-end node (the first one
+	// that lists it), made on first use by frontendOfNode.
+	frontendOf map[*spec.Node]*spec.Frontend
 	// Workstation files (the Vagrantfile) go to a pseudo-host.
 }
+
+// hostPath names one file of one host.
+type hostPath struct{ node, path string }
 
 // WorkstationHost is the pseudo-host that holds files meant for the admin's
 // workstation rather than a node (the Vagrantfile).
 const WorkstationHost = "_workstation"
 
 func newBuilder(t *spec.Topology) *builder {
-	b := &builder{t: t, keys: NewKeys(t.Site.Secret.Value), hosts: map[string]*Host{}}
+	b := &builder{t: t, keys: NewKeys(t.Site.Secret.Value), hosts: map[string]*Host{},
+		files: map[hostPath]*File{}}
 	for _, r := range t.Routers {
 		h := b.host(r.Name)
 		if len(r.Interfaces) > 0 {
@@ -182,13 +198,19 @@ func (h *Host) addPackages(pkgs ...string) {
 	sort.Strings(h.Packages)
 }
 
+// file returns the file at path on host node, or nil.
+func (b *builder) file(node, path string) *File { return b.files[hostPath{node, path}] }
+
 // add puts f on host node; a second file at the same path is a program fault.
+//
+// Content is never changed once a file is added: one rendering of a file
+// that is the same on many hosts (the CIB, a unit, resolv.conf) is shared by
+// all their File values.
 func (b *builder) add(node string, f *File) error {
 	h := b.host(node)
-	for _, g := range h.Files {
-		if g.Path == f.Path {
-			return fmt.Errorf("two files at %s on %s", f.Path, node)
-		}
+	key := hostPath{node, f.Path}
+	if b.files[key] != nil {
+		return fmt.Errorf("two files at %s on %s", f.Path, node)
 	}
 	if f.Owner == "" {
 		f.Owner = "root"
@@ -203,6 +225,7 @@ func (b *builder) add(node string, f *File) error {
 		return fmt.Errorf("%s on %s holds a secret but has mode %o (want 0600 or 0640)", f.Path, node, f.Mode)
 	}
 	h.Files = append(h.Files, f)
+	b.files[key] = f
 	return nil
 }
 

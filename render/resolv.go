@@ -13,16 +13,28 @@ const resolvConf = "/etc/resolv.conf"
 // renderResolv writes /etc/resolv.conf from the resolver of the host's
 // network; a router takes the one of its first interface. No action: the
 // C library reads the file on every lookup.
+//
+// The file depends on the network alone, so it is made once per network and
+// its bytes shared by the hosts there.
 func renderResolv(b *builder) error {
+	made := map[*spec.Network][]byte{}
+	content := func(n *spec.Network) []byte {
+		c, ok := made[n]
+		if !ok {
+			c = resolvContent(n.Resolver)
+			made[n] = c
+		}
+		return c
+	}
 	for _, r := range b.t.Routers {
 		if len(r.Interfaces) > 0 {
-			if err := b.add(r.Name, &File{Path: resolvConf, Content: resolvContent(r.Interfaces[0].Network.Resolver)}); err != nil {
+			if err := b.add(r.Name, &File{Path: resolvConf, Content: content(r.Interfaces[0].Network)}); err != nil {
 				return err
 			}
 		}
 	}
 	for _, n := range b.t.Nodes {
-		if err := b.add(n.Name, &File{Path: resolvConf, Content: resolvContent(n.Network.Resolver)}); err != nil {
+		if err := b.add(n.Name, &File{Path: resolvConf, Content: content(n.Network)}); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"fmt"
+
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/templates"
 )
@@ -49,7 +51,7 @@ func renderUnits(b *builder) error {
 	balancerConns := map[*spec.Node]int{}
 	for _, bl := range b.t.Balancers {
 		for _, n := range bl.Nodes {
-			balancerConns[n] += balancerCapacity(b.t, bl)
+			balancerConns[n] += balancerCapacity(b, bl)
 		}
 	}
 	frontendSess := map[*spec.Node]int{}
@@ -65,25 +67,33 @@ func renderUnits(b *builder) error {
 		}
 	}
 
+	// Most nodes of a role have the same unit: each distinct one is rendered
+	// once and its bytes shared between the nodes.
+	units := map[string][]byte{}
+	addUnit := func(n *spec.Node, name string, u *unitView) error { return addUnit(b, units, n, name, u) }
+	var store *unitView
 	// t.Nodes is sorted by name, which keeps the order of the work stable.
 	for _, n := range b.t.Nodes {
 		if conns, ok := balancerConns[n]; ok {
 			u := daemonUnit("balancer", "mailfleet L4 balancer")
 			u.Comments = []string{"Started and reloaded by mailfleet apply; SIGHUP drains the old listeners."}
 			u.LimitNOFILE = conns*balancerFDsConn + daemonFDHeadroom
-			if err := addUnit(b, n, "mailfleetd-balancer.service", u); err != nil {
+			if err := addUnit(n, "mailfleetd-balancer.service", u); err != nil {
 				return err
 			}
 		}
 		if sessions, ok := frontendSess[n]; ok {
 			u := daemonUnit("frontend", "mailfleet front-end (IMAP and POP3 proxies, SMTP router)")
 			u.LimitNOFILE = sessions*frontendFDsSession + daemonFDHeadroom
-			if err := addUnit(b, n, "mailfleetd-frontend.service", u); err != nil {
+			if err := addUnit(n, "mailfleetd-frontend.service", u); err != nil {
 				return err
 			}
 		}
 		if backend[n] {
-			if err := addUnit(b, n, "mailfleetd-store@.service", storeUnit(b.t)); err != nil {
+			if store == nil {
+				store = storeUnit(b.t)
+			}
+			if err := addUnit(n, "mailfleetd-store@.service", store); err != nil {
 				return err
 			}
 		}
@@ -133,10 +143,18 @@ func storeUnit(t *spec.Topology) *unitView {
 	}
 }
 
-func addUnit(b *builder, n *spec.Node, name string, u *unitView) error {
-	content, err := templates.Execute("mailfleetd.service.tmpl", u)
-	if err != nil {
-		return err
+// addUnit puts unit name, made from u, on n. rendered holds the units
+// rendered so far, by their view in Go syntax (which tells any two views
+// apart: the unit is a function of its view alone).
+func addUnit(b *builder, rendered map[string][]byte, n *spec.Node, name string, u *unitView) error {
+	key := fmt.Sprintf("%#v", *u)
+	content, ok := rendered[key]
+	if !ok {
+		var err error
+		if content, err = templates.Execute("mailfleetd.service.tmpl", u); err != nil {
+			return err
+		}
+		rendered[key] = content
 	}
 	act := reloadSystemdUnits
 	return b.add(n.Name, &File{Path: daemonUnitDir + "/" + name, Mode: 0o644, Owner: "root", Group: "root",

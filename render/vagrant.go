@@ -168,8 +168,13 @@ func vagrantLastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
+// vagrantRubyEscaper escapes what a single-quoted Ruby literal must. It is
+// made once: a Replacer builds its tables on first use, a cost that was
+// paid again for every literal of the Vagrantfile.
+var vagrantRubyEscaper = strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+
 // vagrantRuby is s as a single-quoted Ruby literal, in which nothing is
 // interpolated.
 func vagrantRuby(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	return "'" + vagrantRubyEscaper.Replace(s) + "'"
 }

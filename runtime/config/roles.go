@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 )
 
 // Balancer is the config of `mailfleetd balancer`.
@@ -34,9 +35,15 @@ type Backend struct {
 
 type HealthConfig struct {
 	Interval Duration `json:"interval"`
-	Timeout  Duration `json:"timeout"`
-	Rise     int      `json:"rise"`
-	Fall     int      `json:"fall"`
+	// Timeout bounds one check (connect and greeting); zero means Interval.
+	Timeout Duration `json:"timeout"`
+	Rise    int      `json:"rise"`
+	Fall    int      `json:"fall"`
+	// FastInterval is the pause between checks while a backend's state is
+	// in doubt (it failed a check while up, or passed one while down), so
+	// that a dead node is marked down well within Interval × Fall. Zero
+	// means a quarter of Interval.
+	FastInterval Duration `json:"fast_interval,omitempty"`
 }
 
 // Limits bound what one client may take. A zero value means no limit (for
@@ -143,6 +150,33 @@ func (f *Frontend) Validate() error {
 	if err := checkVersion(f.FormatVersion); err != nil {
 		return err
 	}
+	errs := f.nodeErrs()
+	errs = append(errs, instanceErrs(f.Instances)...)
+	errs = append(errs, f.routeErrs()...)
+	return errors.Join(errs...)
+}
+
+// ValidateNode checks everything Validate checks but the addresses of the
+// instance table (ValidateInstances): a renderer that writes one table into
+// the config of many front-end nodes checks the table once and each node's
+// part with this. Validate fails exactly when one of the two does.
+func (f *Frontend) ValidateNode() error {
+	if err := checkVersion(f.FormatVersion); err != nil {
+		return err
+	}
+	errs := f.nodeErrs()
+	errs = append(errs, f.routeErrs()...)
+	return errors.Join(errs...)
+}
+
+// ValidateInstances checks an instance table as Validate does: it is not
+// empty and every address is ADDR:PORT.
+func ValidateInstances(instances map[string]InstanceRoute) error {
+	return errors.Join(instanceErrs(instances)...)
+}
+
+// nodeErrs are the problems of f's listeners and LDAP settings.
+func (f *Frontend) nodeErrs() []error {
 	var errs []error
 	if f.IMAP == nil && f.POP3 == nil && f.SMTP == nil {
 		errs = append(errs, errors.New("frontend: no imap, pop3 or smtp listener"))
@@ -159,23 +193,39 @@ func (f *Frontend) Validate() error {
 		errs = append(errs, checkAddrPort("frontend smtp", f.SMTP.Listen), f.SMTP.TLS.validate("frontend smtp"))
 	}
 	errs = append(errs, f.LDAP.validate("frontend"))
-	if len(f.Instances) == 0 {
+	return errs
+}
+
+// instanceErrs are the problems of an instance table. It runs once per
+// front-end config and table entry, so it allocates nothing for a good
+// entry.
+func instanceErrs(instances map[string]InstanceRoute) []error {
+	var errs []error
+	if len(instances) == 0 {
 		errs = append(errs, errors.New("frontend: no instances to route to"))
 	}
-	for fqdn, r := range f.Instances {
-		for what, a := range map[string]string{"smtp": r.SMTP, "lmtp": r.LMTP, "imap": r.IMAP, "pop3": r.POP3} {
-			if a != "" {
-				errs = append(errs, checkAddrPort("frontend instance "+fqdn+" "+what, a))
+	for fqdn, r := range instances {
+		for _, a := range [...]struct{ what, addr string }{{"smtp", r.SMTP}, {"lmtp", r.LMTP}, {"imap", r.IMAP}, {"pop3", r.POP3}} {
+			if a.addr == "" {
+				continue
+			}
+			if _, err := netip.ParseAddrPort(a.addr); err != nil {
+				errs = append(errs, checkAddrPort("frontend instance "+fqdn+" "+a.what, a.addr))
 			}
 		}
 	}
+	return errs
+}
+
+// routeErrs are the problems of f's default route and trusted balancers.
+func (f *Frontend) routeErrs() []error {
+	var errs []error
 	if f.DefaultRoute != "" {
 		if _, ok := f.Instances[f.DefaultRoute]; !ok {
 			errs = append(errs, fmt.Errorf("frontend: default_route %q is not an instance", f.DefaultRoute))
 		}
 	}
-	errs = append(errs, checkPrefixes("frontend", f.TrustedBalancers))
-	return errors.Join(errs...)
+	return append(errs, checkPrefixes("frontend", f.TrustedBalancers))
 }
 
 // Store is the config of `mailfleetd store`: one backend mail instance.
