@@ -1,0 +1,12 @@
+// Package imap is the front-end's IMAP proxy. It speaks the
+// pre-authentication phase itself (CAPABILITY, ID, STARTTLS, LOGIN,
+// AUTHENTICATE PLAIN with SASL-IR, NOOP, LOGOUT), finds the account's home
+// instance in the directory (verifying the password there first when it
+// authenticates on the proxy), connects to that instance's IMAP listener
+// with a PROXY v2 header naming the client and the session, logs in there,
+// answers the client with the instance's tagged OK and from then on copies
+// bytes both ways. go-imap's client cannot hand its socket over, so the
+// phase before login is spoken on the wire here.
+//
+// It must not import spec, render or remote.
+package imap
