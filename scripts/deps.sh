@@ -14,6 +14,7 @@ PKGS=(
   graphviz
   curl python3
   openssh-server openssh-client iproute2
+  postfix
 )
 
 missing=()
@@ -36,6 +37,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 echo "mailfleet: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Postfix (for smtp-sink in the store's tests) is installed unconfigured.
+echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 if [ -n "$created_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi

@@ -42,6 +42,7 @@ func (in *Instance) requireSecret(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(in.secret)) != 1 {
+			in.metrics.refused("admin", "bad_secret")
 			time.Sleep(200 * time.Millisecond)
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin secret required"})
 			return

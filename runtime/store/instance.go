@@ -109,28 +109,47 @@ func New(cfg *config.Store, logOut io.Writer) (*Instance, error) {
 		}
 		in.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	// Backoff scales with the retry period so that a short period (a test,
+	// a site that wants fast bounces) still sees several attempts; with the
+	// default 5 days it is 5 minutes growing to an hour.
+	retry := cfg.RetryPeriod.D()
+	if retry == 0 {
+		retry = 5 * 24 * time.Hour
+	}
 	q, err := queue.Open(queue.Options{Dir: cfg.QueuePath, Hostname: cfg.Hostname, Resolver: resolver(cfg.Resolver),
-		RetryPeriod: cfg.RetryPeriod.D(), Bounce: in.bounce, Logger: in.log.With("component", "queue")})
+		RetryPeriod: retry, MinBackoff: max(min(5*time.Minute, retry/16), time.Millisecond), MaxBackoff: max(min(time.Hour, retry/4), time.Millisecond),
+		Bounce: in.bounce, Attempted: in.metrics.outbound, Logger: in.log.With("component", "queue")})
 	if err != nil {
 		return nil, err
 	}
 	in.queue = q
 	lim := cfg.Limits
-	refuse := in.refuse
-	if _, ok := cfg.Listeners["smtp"]; ok {
-		in.smtp = smtp.New(smtp.Options{Hostname: cfg.Hostname, Store: st, Directory: in.dir, DomainServed: in.domainServed, Relay: in.relayAllowed, Enqueue: in.enqueue,
-			TLSConfig: in.tlsConfig, MaxMessageBytes: lim.MaxMessageBytes, MaxRecipients: lim.MaxRecipients,
-			Refuse: refuse, Delivered: in.metrics.delivered, Logger: in.log})
+	kinds := make([]string, 0, len(cfg.Listeners))
+	for kind := range cfg.Listeners {
+		kinds = append(kinds, kind)
 	}
-	if _, ok := cfg.Listeners["lmtp"]; ok {
-		in.lmtp = smtp.New(smtp.Options{Hostname: cfg.Hostname, Store: st, Directory: in.dir, DomainServed: in.domainServed, Relay: in.relayAllowed, Enqueue: in.enqueue, LMTP: true,
+	in.metrics.zero(kinds)
+	for _, proto := range []string{"smtp", "lmtp"} {
+		if _, ok := cfg.Listeners[proto]; !ok {
+			continue
+		}
+		s := smtp.New(smtp.Options{Hostname: cfg.Hostname, Store: st, Directory: in.dir, DomainServed: in.domainServed,
+			Relay: in.relayAllowed, Enqueue: in.enqueue, LMTP: proto == "lmtp",
 			TLSConfig: in.tlsConfig, MaxMessageBytes: lim.MaxMessageBytes, MaxRecipients: lim.MaxRecipients,
-			Refuse: refuse, Delivered: in.metrics.delivered, Logger: in.log})
+			Refuse: in.refuse, Delivered: in.metrics.delivered,
+			Rejected: func(reason string) { in.metrics.refused(proto, reason) }, Logger: in.log})
+		if proto == "smtp" {
+			in.smtp = s
+		} else {
+			in.lmtp = s
+		}
 	}
-	in.imap = imap.New(imap.Options{Store: st, Auth: in.dir, TLSConfig: in.tlsConfig, FailedLoginDelay: lim.FailedLoginDelay.D(),
-		AppendLimit: uint32(min(lim.MaxMessageBytes, 1<<31)), Refuse: refuse, Logger: in.log})
-	in.pop3 = pop3.New(pop3.Options{Hostname: cfg.Hostname, Store: st, Auth: in.dir, TLSConfig: in.tlsConfig,
-		IdleTimeout: lim.IdleTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), Refuse: refuse, Logger: in.log})
+	in.imap = imap.New(imap.Options{Store: st, Auth: meteredAuth{in.dir, "imap", &in.metrics}, TLSConfig: in.tlsConfig,
+		FailedLoginDelay: lim.FailedLoginDelay.D(), AppendLimit: uint32(min(lim.MaxMessageBytes, 1<<31)),
+		Refuse: in.refuser("imap"), Logger: in.log})
+	in.pop3 = pop3.New(pop3.Options{Hostname: cfg.Hostname, Store: st, Auth: meteredAuth{in.dir, "pop3", &in.metrics},
+		TLSConfig: in.tlsConfig, IdleTimeout: lim.IdleTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(),
+		Refuse: in.refuser("pop3"), Logger: in.log})
 	in.admin = &http.Server{Handler: in.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	return in, nil
 }
@@ -193,8 +212,11 @@ func (in *Instance) bounce(to string, msg []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = a.Inbox().Deliver(bytes.NewReader(msg), maildir.DeliverOptions{IgnoreQuota: true})
-	return err
+	if _, err := a.Inbox().Deliver(bytes.NewReader(msg), maildir.DeliverOptions{IgnoreQuota: true}); err != nil {
+		return err
+	}
+	in.metrics.add("mailfleet_store_bounces_total", "", 1)
+	return nil
 }
 
 // resolver asks the configured nameservers, by priority, falling back to
@@ -236,6 +258,17 @@ func (in *Instance) refuse(addr string) error {
 	return nil
 }
 
+// refuser is refuse for the logins of one protocol, counted.
+func (in *Instance) refuser(proto string) func(string) error {
+	return func(addr string) error {
+		err := in.refuse(addr)
+		if err != nil {
+			in.metrics.refused(proto, "moving")
+		}
+		return err
+	}
+}
+
 // Listen binds every configured listener. Once it returns, each of them
 // accepts connections (the kernel queues them until Serve picks them up).
 func (in *Instance) Listen() error {
@@ -249,6 +282,9 @@ func (in *Instance) Listen() error {
 		if err != nil {
 			in.closeListeners()
 			return fmt.Errorf("store: listen %s: %w", kind, err)
+		}
+		if kind != "admin" {
+			l = countedListener{Listener: l, kind: kind, m: &in.metrics}
 		}
 		if n := in.cfg.Limits.MaxConnections; n > 0 && kind != "admin" {
 			// Beyond the limit, connections wait in the kernel's queue.

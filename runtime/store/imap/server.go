@@ -39,6 +39,9 @@ type Options struct {
 	// SpecialUse mailboxes created at login when missing (nil: Drafts,
 	// Sent, Trash, Junk, Archive).
 	SpecialUse map[string]goimap.MailboxAttr
+	// HeaderCacheBytes bounds the cache of message headers that FETCH of
+	// envelopes and header sections reads (0: 32 MiB; negative: no cache).
+	HeaderCacheBytes int
 	// Refuse, if set, may refuse a login temporarily (account being moved).
 	Refuse      func(address string) error
 	Logger      *slog.Logger
@@ -52,6 +55,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	trackers map[*maildir.Mailbox]*tracker
+	headers  *headerCache
 }
 
 var defaultSpecialUse = map[string]goimap.MailboxAttr{
@@ -73,7 +77,10 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, trackers: map[*maildir.Mailbox]*tracker{}}
+	if opts.HeaderCacheBytes == 0 {
+		opts.HeaderCacheBytes = 32 << 20
+	}
+	s := &Server{opts: opts, trackers: map[*maildir.Mailbox]*tracker{}, headers: newHeaderCache(opts.HeaderCacheBytes)}
 	caps := goimap.CapSet{}
 	for _, c := range []goimap.Cap{goimap.CapIMAP4rev1, goimap.CapIMAP4rev2, goimap.CapNamespace, goimap.CapUnselect,
 		goimap.CapUIDPlus, goimap.CapESearch, goimap.CapSearchRes, goimap.CapIdle, goimap.CapSASLIR, goimap.CapListExtended,

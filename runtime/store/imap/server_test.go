@@ -142,6 +142,9 @@ func TestIMAPSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(msgs) != 1 || msgs[0].Envelope == nil || msgs[0].Envelope.Subject != "hello imap" || msgs[0].RFC822Size != int64(len(msg1)) {
+		if len(msgs) == 1 {
+			t.Fatalf("FETCH = %+v, envelope %+v", *msgs[0], msgs[0].Envelope)
+		}
 		t.Fatalf("FETCH = %+v", msgs)
 	}
 	if got := string(msgs[0].FindBodySection(bs)); got != msg1 {
@@ -357,5 +360,61 @@ print("OK")
 	b, err := exec.Command("curl", "-sS", "--max-time", "20", "-u", user+":"+pass, "imap://"+ts.addr+"/INBOX;UID=3").CombinedOutput()
 	if err != nil || !strings.Contains(string(b), "curl imap body") {
 		t.Fatalf("curl imap: %v %q", err, b)
+	}
+}
+
+// TestFetchHeaderOnly: FETCH items that need only the header read the
+// file up to the blank line; the answers are the same as from the whole
+// message, for a header longer than one read and for an empty header.
+func TestFetchHeaderOnly(t *testing.T) {
+	ts := startServer(t)
+	long := "Subject: long\r\nX-Long: " + strings.Repeat("y", 6000) + "\r\nFrom: a@b.test\r\n\r\nthe body\r\n"
+	ts.deliver(t, long)
+	ts.deliver(t, "\r\nno header at all\r\n")
+	c := loggedIn(t, ts.addr, nil)
+	defer c.Close()
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	hdr := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, Peek: true}
+	fields := &goimap.FetchItemBodySection{Specifier: goimap.PartSpecifierHeader, HeaderFields: []string{"From"}, Peek: true}
+	full := &goimap.FetchItemBodySection{Peek: true}
+	opts := &goimap.FetchOptions{Envelope: true, BodySection: []*goimap.FetchItemBodySection{hdr, fields}}
+	msgs, err := c.Fetch(goimap.SeqSetNum(1, 2), opts).Collect()
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("fetch: %d %v", len(msgs), err)
+	}
+	whole, err := c.Fetch(goimap.SeqSetNum(1, 2), &goimap.FetchOptions{BodySection: []*goimap.FetchItemBodySection{full}}).Collect()
+	if err != nil || len(whole) != 2 {
+		t.Fatalf("fetch: %d %v", len(whole), err)
+	}
+	m := string(whole[0].FindBodySection(full))
+	wantHdr := m[:strings.Index(m, "\r\n\r\n")+4]
+	if got := string(msgs[0].FindBodySection(hdr)); got != wantHdr {
+		t.Errorf("BODY[HEADER] of a long header: %d bytes, want %d", len(got), len(wantHdr))
+	}
+	if got := string(msgs[0].FindBodySection(fields)); got != "From: a@b.test\r\n\r\n" {
+		t.Errorf("BODY[HEADER.FIELDS (FROM)] = %q", got)
+	}
+	if msgs[0].Envelope == nil || msgs[0].Envelope.Subject != "long" {
+		t.Errorf("envelope %+v", msgs[0].Envelope)
+	}
+	// The second time, the headers come from the cache: the same answers.
+	again, err := c.Fetch(goimap.SeqSetNum(1, 2), opts).Collect()
+	if err != nil || len(again) != 2 {
+		t.Fatalf("fetch: %d %v", len(again), err)
+	}
+	for i := range again {
+		for _, bs := range []*goimap.FetchItemBodySection{hdr, fields} {
+			if a, b := again[i].FindBodySection(bs), msgs[i].FindBodySection(bs); string(a) != string(b) {
+				t.Errorf("message %d from the cache: %q, first %q", i+1, a, b)
+			}
+		}
+	}
+	if !strings.HasPrefix(string(whole[1].FindBodySection(full)), "\r\nno header") {
+		t.Fatalf("second message %q", whole[1].FindBodySection(full))
+	}
+	if got := string(msgs[1].FindBodySection(hdr)); got != "\r\n" {
+		t.Errorf("BODY[HEADER] of a message without header = %q", got)
 	}
 }

@@ -586,13 +586,19 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, option
 	}
 	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	hdrOnly := headerOnly(options)
+	var reuse []byte
 	for _, s := range sel {
 		if s.seq == 0 {
 			continue
 		}
 		var buf []byte
-		if needBody {
-			b, err := ss.read(s.msg.UID)
+		cached := false
+		if hdrOnly {
+			buf, cached = ss.s.headers.get(s.msg.Key)
+		}
+		if needBody && !cached {
+			b, err := ss.read(s.msg.UID, hdrOnly, reuse)
 			if errors.Is(err, maildir.ErrNoMessage) {
 				continue // expunged meanwhile
 			}
@@ -600,21 +606,87 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet goimap.NumSet, option
 				return imapError(err)
 			}
 			buf = b
+			if hdrOnly {
+				ss.s.headers.put(s.msg.Key, buf)
+			}
 		}
 		if err := fetchOne(w.CreateMessage(s.seq), s.msg, buf, options); err != nil {
 			return err
+		}
+		if !cached {
+			// fetchOne has written the message: its buffer serves the next.
+			reuse = buf
 		}
 	}
 	return nil
 }
 
-func (ss *session) read(uid uint32) ([]byte, error) {
-	f, _, err := ss.mbox.Open(uid)
+// read returns a whole message, or with headerOnly its header up to and
+// including the blank line that ends it (stored messages are in CRLF wire
+// form), which is all a FETCH of flags, envelope and header sections needs.
+// The message goes into buf's storage when it is large enough (a FETCH
+// reuses one buffer for all its messages).
+func (ss *session) read(uid uint32, headerOnly bool, buf []byte) ([]byte, error) {
+	f, m, err := ss.mbox.Open(uid)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return io.ReadAll(f)
+	if !headerOnly {
+		if int64(cap(buf)) < m.Size+1 {
+			buf = make([]byte, 0, m.Size+1) // one read, no regrowth, for the usual case
+		}
+		buf = buf[:0]
+		for {
+			n, err := f.Read(buf[len(buf):cap(buf)])
+			buf = buf[:len(buf)+n]
+			if err == io.EOF {
+				return buf, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(buf) == cap(buf) {
+				buf = append(buf, 0)[:len(buf)]
+			}
+		}
+	}
+	if cap(buf) < 4096 {
+		buf = make([]byte, 0, 4096)
+	}
+	buf = buf[:0]
+	for {
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if bytes.HasPrefix(buf, []byte("\r\n")) {
+			return buf[:2], nil
+		}
+		if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 {
+			return buf[:i+4], nil
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, make([]byte, len(buf))...)[:len(buf)]
+		}
+	}
+}
+
+// headerOnly tells whether the message header serves every item of a FETCH.
+func headerOnly(o *goimap.FetchOptions) bool {
+	if o.BodyStructure != nil || len(o.BinarySection) > 0 || len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	for _, bs := range o.BodySection {
+		if bs.Specifier != goimap.PartSpecifierHeader || len(bs.Part) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func fetchOne(w *imapserver.FetchResponseWriter, m maildir.Message, buf []byte, options *goimap.FetchOptions) error {
@@ -637,7 +709,12 @@ func fetchOne(w *imapserver.FetchResponseWriter, m maildir.Message, buf []byte, 
 		w.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(buf)))
 	}
 	for _, bs := range options.BodySection {
-		b := imapserver.ExtractBodySection(bytes.NewReader(buf), bs)
+		var b []byte
+		if bs.Specifier == goimap.PartSpecifierNone && len(bs.Part) == 0 && bs.Partial == nil {
+			b = buf // BODY[]: the whole message, without a copy
+		} else {
+			b = imapserver.ExtractBodySection(bytes.NewReader(buf), bs)
+		}
 		wc := w.WriteBodySection(bs, int64(len(b)))
 		_, werr := wc.Write(b)
 		if cerr := wc.Close(); werr == nil {
@@ -765,7 +842,7 @@ type lazyMessage struct {
 
 func (l *lazyMessage) bytes() ([]byte, error) {
 	if !l.done {
-		l.buf, l.err = l.ss.read(l.uid)
+		l.buf, l.err = l.ss.read(l.uid, false, nil)
 		l.done = true
 	}
 	return l.buf, l.err

@@ -17,7 +17,10 @@ import (
 
 // Message is a snapshot of one message's metadata.
 type Message struct {
-	UID      uint32
+	UID uint32
+	// Key is the unique part of the file name: the same key always names
+	// the same, unchanging content (flags live in the name's suffix).
+	Key      string
 	Flags    string   // maildir flag letters, sorted
 	Keywords []string // IMAP keywords, sorted
 	Size     int64
@@ -45,7 +48,7 @@ func (m *message) fileName() string {
 }
 
 func (m *message) snapshot() Message {
-	return Message{UID: m.uid, Flags: m.flags, Keywords: append([]string(nil), m.keywords...), Size: m.size, Date: m.date}
+	return Message{UID: m.uid, Key: m.key, Flags: m.flags, Keywords: append([]string(nil), m.keywords...), Size: m.size, Date: m.date}
 }
 
 // Observer learns about changes of a mailbox. Calls other than NewMail are
@@ -259,12 +262,7 @@ func (m *Mailbox) loadLocked() error {
 	}
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].uid < msgs[j].uid })
 	// New messages get UIDs in delivery order (keys start with the time).
-	sort.Slice(unknown, func(i, j int) bool {
-		if !unknown[i].date.Equal(unknown[j].date) {
-			return unknown[i].date.Before(unknown[j].date)
-		}
-		return unknown[i].key < unknown[j].key
-	})
+	sort.Slice(unknown, func(i, j int) bool { return deliveredBefore(unknown[i], unknown[j]) })
 	for _, msg := range unknown {
 		msg.uid = next
 		next++
@@ -327,12 +325,7 @@ func (m *Mailbox) Sync() error {
 	if len(fresh) == 0 {
 		return nil
 	}
-	sort.Slice(fresh, func(i, j int) bool {
-		if !fresh[i].date.Equal(fresh[j].date) {
-			return fresh[i].date.Before(fresh[j].date)
-		}
-		return fresh[i].key < fresh[j].key
-	})
+	sort.Slice(fresh, func(i, j int) bool { return deliveredBefore(fresh[i], fresh[j]) })
 	return m.addLocked(fresh)
 }
 

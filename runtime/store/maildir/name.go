@@ -154,3 +154,31 @@ func sanitizeHost(h string) string {
 	}
 	return b.String()
 }
+
+// deliveredBefore orders new messages for their UIDs: by file time, then,
+// since file times are coarse (several deliveries share one), by the time
+// and sequence number in our keys (TIME.M<usec>P<pid>Q<n>…), compared as
+// numbers; other keys compare as strings.
+func deliveredBefore(a, b *message) bool {
+	if !a.date.Equal(b.date) {
+		return a.date.Before(b.date)
+	}
+	ka, aok := parseKeyOrder(a.key)
+	kb, bok := parseKeyOrder(b.key)
+	if aok && bok && ka != kb {
+		for i := range ka {
+			if ka[i] != kb[i] {
+				return ka[i] < kb[i]
+			}
+		}
+	}
+	return a.key < b.key
+}
+
+// parseKeyOrder reads seconds, microseconds, pid and sequence from a key
+// made by newKey.
+func parseKeyOrder(key string) ([4]uint64, bool) {
+	var v [4]uint64
+	_, err := fmt.Sscanf(key, "%d.M%dP%dQ%d", &v[0], &v[1], &v[2], &v[3])
+	return v, err == nil
+}

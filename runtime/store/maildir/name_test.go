@@ -3,6 +3,7 @@ package maildir
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseName(t *testing.T) {
@@ -87,4 +88,24 @@ func FuzzParseName(f *testing.F) {
 			t.Fatalf("key %q of %q contains a reserved character", n.Key, s)
 		}
 	})
+}
+
+// TestDeliveredBeforeComparesKeyNumbers: deliveries that share a file time
+// get UIDs in the order of their keys' times and sequence numbers, read as
+// numbers (as strings, M100012 would sort before M99876).
+func TestDeliveredBeforeComparesKeyNumbers(t *testing.T) {
+	same := time.Unix(1700000000, 0)
+	a := &message{key: "1700000000.M99876P7Q5Rab.host", date: same}
+	b := &message{key: "1700000000.M100012P7Q6Rcd.host", date: same}
+	if !deliveredBefore(a, b) || deliveredBefore(b, a) {
+		t.Fatal("microseconds compared as strings")
+	}
+	c := &message{key: "1700000000.M100012P7Q10Ref.host", date: same}
+	if !deliveredBefore(b, c) {
+		t.Fatal("sequence numbers compared as strings")
+	}
+	earlier := &message{key: "zzz", date: same.Add(-time.Second)}
+	if !deliveredBefore(earlier, a) {
+		t.Fatal("file time not compared first")
+	}
 }

@@ -18,7 +18,7 @@ import (
 
 // Wrap returns l accepting a PROXY v2 header from peers in trusted (CIDR
 // prefixes). A trusted peer may also connect without a header (local
-// health checks); a header from any other peer closes the connection. With
+// health checks: they get the greeting after a second); a header from any other peer closes the connection. With
 // no trusted networks, l is returned unchanged and headers are never read.
 func Wrap(l net.Listener, trusted []string) (net.Listener, error) {
 	if len(trusted) == 0 {
@@ -46,9 +46,14 @@ func Wrap(l net.Listener, trusted []string) (net.Listener, error) {
 		return proxyproto.REJECT, nil
 	}
 	return &proxyproto.Listener{
-		Listener:          l,
-		ConnPolicy:        policy,
-		ReadHeaderTimeout: 10 * time.Second,
+		Listener:   l,
+		ConnPolicy: policy,
+		// A proxy writes the header as soon as it connects, while a client
+		// of these server-speaks-first protocols waits for the greeting: a
+		// trusted peer that sent nothing within this time has no header.
+		// (go-proxyproto's 10 s default would delay the greeting to local
+		// health checks by as much.)
+		ReadHeaderTimeout: time.Second,
 		ValidateHeader: func(h *proxyproto.Header) error {
 			if h.Version != 2 {
 				return errors.New("proxyhdr: only PROXY protocol v2 is accepted")

@@ -6,10 +6,43 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
-var enhanced = regexp.MustCompile(`\b([245])\.(\d{1,3})\.(\d{1,3})\b`)
+// replyCode finds the enhanced status code of an SMTP reply ("450 4.3.0 …").
+var replyCode = regexp.MustCompile(`^[245]\d\d ([245])\.(\d{1,3})\.(\d{1,3})\b`)
+
+// expiredPrefix starts the status of a recipient given up after the retry
+// period: "expired after 5d0h0m0s: <last reply or error>".
+const expiredPrefix = "expired after "
+
+// lastReply is the exchanger's reply within a recipient's status.
+func lastReply(status string) string {
+	if rest, ok := strings.CutPrefix(status, expiredPrefix); ok {
+		if _, reply, ok := strings.Cut(rest, ": "); ok {
+			return reply
+		}
+	}
+	return status
+}
+
+// dsnStatus is the RFC 3463 status of a failed recipient. A permanent
+// failure keeps the exchanger's code; a recipient given up after the retry
+// period keeps the last transient code (as Postfix does), or 4.4.7
+// (delivery time expired) when no exchanger gave one.
+func dsnStatus(status string) string {
+	m := replyCode.FindStringSubmatch(lastReply(status))
+	switch {
+	case strings.HasPrefix(status, expiredPrefix) && m != nil && m[1] == "4":
+		return "4." + m[2] + "." + m[3]
+	case strings.HasPrefix(status, expiredPrefix):
+		return "4.4.7"
+	case m != nil:
+		return "5." + m[2] + "." + m[3] // the final outcome is a failure
+	}
+	return "5.0.0"
+}
 
 // bounce sends the sender a delivery status notification (RFC 3464) for
 // the failed recipients. Nothing is sent for the null sender, so that a
@@ -61,16 +94,10 @@ func (q *Queue) dsn(env Envelope, failed []Recipient, msg []byte) []byte {
 		w("")
 		w("Final-Recipient: rfc822; %s", r.Address)
 		w("Action: failed")
-		status := "5.0.0"
-		if m := enhanced.FindStringSubmatch(r.Status); m != nil {
-			status = "5." + m[2] + "." + m[3] // the final outcome is a failure
-		} else if len(r.Status) > 0 && (r.Status[0] == '4' || r.Status[0] == 'e') {
-			status = "4.4.7" // expired: delivery time expired
-		}
-		w("Status: %s", status)
+		w("Status: %s", dsnStatus(r.Status))
 		if r.Remote != "" {
 			w("Remote-MTA: dns; %s", r.Remote)
-			w("Diagnostic-Code: smtp; %s", r.Status)
+			w("Diagnostic-Code: smtp; %s", lastReply(r.Status))
 		}
 	}
 	w("")

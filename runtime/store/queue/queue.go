@@ -47,7 +47,12 @@ type Options struct {
 	Timeout time.Duration
 	// Bounce delivers a notification to a local sender.
 	Bounce func(to string, msg []byte) error
-	Logger *slog.Logger
+	// Attempted, if set, is told the outcome of each recipient's attempt
+	// ("sent", "deferred" or "failed", also when the retry period ended)
+	// and how long the exchange with the domain's exchangers took
+	// (metrics).
+	Attempted func(outcome string, took time.Duration)
+	Logger    *slog.Logger
 }
 
 // Queue is the outbound queue.
@@ -204,20 +209,43 @@ func (q *Queue) Entries() ([]Envelope, error) {
 	return out, nil
 }
 
-// Run delivers due messages until ctx ends, waking on Kick and every
-// minute.
+// Run delivers due messages until ctx ends, waking on Kick and when the
+// earliest deferred message is due (at least every minute).
 func (q *Queue) Run(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		q.RunOnce(ctx)
+		wait := time.Minute
+		if envs, err := q.Entries(); err == nil {
+			for _, env := range envs {
+				wait = min(wait, max(time.Until(env.NextAttempt), 10*time.Millisecond))
+			}
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-q.kick:
+			t.Stop() // since Go 1.23, Reset after Stop never sees a stale tick
 		}
 	}
+}
+
+// Len counts the queued messages without reading them.
+func (q *Queue) Len() (int, error) {
+	ents, err := os.ReadDir(filepath.Join(q.opts.Dir, "msg"))
+	if err != nil {
+		return 0, fmt.Errorf("queue: %w", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".json") {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // RunOnce attempts every message whose next attempt is due.
@@ -266,8 +294,13 @@ func (q *Queue) attempt(ctx context.Context, env Envelope) error {
 		domains = append(domains, d)
 	}
 	sort.Strings(domains)
+	took := map[int]time.Duration{}
 	for _, d := range domains {
+		start := time.Now()
 		q.deliverDomain(ctx, &env, d, byDomain[d], msg)
+		for _, i := range byDomain[d] {
+			took[i] = time.Since(start)
+		}
 	}
 	env.Attempts++
 	expired := time.Since(env.Created) >= q.opts.RetryPeriod
@@ -276,10 +309,20 @@ func (q *Queue) attempt(ctx context.Context, env Envelope) error {
 		r := &env.Recipients[i]
 		if r.State == "pending" && expired {
 			r.State = "failed"
-			r.Status = "expired after " + q.opts.RetryPeriod.String() + ": " + r.Status
+			r.Status = expiredPrefix + q.opts.RetryPeriod.String() + ": " + r.Status
 		}
 		if r.State == "pending" {
 			pending++
+		}
+		if d, ok := took[i]; ok {
+			outcome := r.State
+			if outcome == "pending" {
+				outcome = "deferred"
+			}
+			q.opts.Logger.Info(outcome, "id", env.ID, "rcpt", r.Address, "remote", r.Remote, "status", r.Status)
+			if q.opts.Attempted != nil {
+				q.opts.Attempted(outcome, d)
+			}
 		}
 	}
 	if pending > 0 {

@@ -215,3 +215,22 @@ func TestNullSenderIsNeverBounced(t *testing.T) {
 		t.Fatalf("entries left: %+v", envs)
 	}
 }
+
+func TestDSNStatus(t *testing.T) {
+	for status, want := range map[string]string{
+		"550 5.1.1 no such user":                               "5.1.1",
+		"552 5.2.2 mailbox full":                               "5.2.2",
+		"556 5.1.10 domain accepts no mail":                    "5.1.10",
+		"500 syntax error":                                     "5.0.0",
+		"expired after 5d0h0m0s: 451 4.3.2 try later":          "4.3.2",
+		"expired after 1h0m0s: dial tcp 127.4.5.6:25: refused": "4.4.7",
+		"expired after 1h0m0s: DNS: lookup x.test: timeout":    "4.4.7",
+	} {
+		if got := dsnStatus(status); got != want {
+			t.Errorf("dsnStatus(%q) = %s, want %s", status, got, want)
+		}
+	}
+	if got := lastReply("expired after 4s: 451 4.3.2 Try again: later"); got != "451 4.3.2 Try again: later" {
+		t.Errorf("lastReply = %q", got)
+	}
+}

@@ -57,7 +57,11 @@ type Options struct {
 	Refuse func(address string) error
 	// Delivered, if set, is told of each delivery (metrics).
 	Delivered func(address string, size int64, took time.Duration, err error)
-	Logger    *slog.Logger
+	// Rejected, if set, is told why a recipient was refused (metrics):
+	// relay_denied, unknown_user, directory_unavailable, moving, quota,
+	// bad_address or error.
+	Rejected func(reason string)
+	Logger   *slog.Logger
 }
 
 // Server is a delivery listener.
@@ -180,6 +184,34 @@ func (ss *session) Mail(from string, opts *gosmtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, opts *gosmtp.RcptOptions) error {
+	err := ss.rcpt(to)
+	var se *gosmtp.SMTPError
+	if ss.s.opts.Rejected != nil && errors.As(err, &se) {
+		ss.s.opts.Rejected(rejectReason(se))
+	}
+	return err
+}
+
+// rejectReason names a RCPT refusal for metrics, from its enhanced code.
+func rejectReason(se *gosmtp.SMTPError) string {
+	switch se.EnhancedCode {
+	case gosmtp.EnhancedCode{5, 7, 1}:
+		return "relay_denied"
+	case gosmtp.EnhancedCode{5, 1, 1}:
+		return "unknown_user"
+	case gosmtp.EnhancedCode{4, 4, 3}:
+		return "directory_unavailable"
+	case gosmtp.EnhancedCode{4, 2, 1}:
+		return "moving"
+	case gosmtp.EnhancedCode{4, 2, 2}:
+		return "quota"
+	case gosmtp.EnhancedCode{5, 1, 3}:
+		return "bad_address"
+	}
+	return "error"
+}
+
+func (ss *session) rcpt(to string) error {
 	addr, err := mail.ParseAddress("<" + to + ">")
 	if err != nil {
 		return smtpErr(501, gosmtp.EnhancedCode{5, 1, 3}, "Malformed recipient address")
