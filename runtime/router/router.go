@@ -82,10 +82,8 @@ type Options struct {
 // Router is the SMTP router.
 type Router struct {
 	opts    Options
-	log     *slog.Logger
 	srv     *smtp.Server
-	total   session.Limiter
-	clients session.Limiter
+	gate    session.Gate
 	domains map[string]bool
 }
 
@@ -118,12 +116,14 @@ func New(opts Options) (*Router, error) {
 	if opts.MaxRecipients <= 0 {
 		opts.MaxRecipients = 1000
 	}
-	r := &Router{opts: opts, log: opts.Logger, domains: map[string]bool{},
-		total: session.Limiter{Max: opts.MaxConnections}, clients: session.Limiter{PerClient: opts.MaxPerClient}}
-	if r.log == nil {
-		r.log = slog.New(slog.DiscardHandler)
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
 	}
-	r.log = r.log.With("service", "smtp")
+	r := &Router{opts: opts, domains: map[string]bool{},
+		gate: session.Gate{Service: "smtp", Node: opts.Node, TrustedBalancers: opts.TrustedBalancers,
+			Total: session.Limiter{Max: opts.MaxConnections}, Clients: session.Limiter{PerClient: opts.MaxPerClient},
+			Metrics: opts.Metrics, Log: logger.With("service", "smtp")}}
 	for _, d := range opts.Domains {
 		r.domains[strings.ToLower(strings.TrimSuffix(d, "."))] = true
 	}
@@ -166,15 +166,11 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		release, err := l.r.total.Acquire(netip.Addr{})
-		if err != nil {
-			l.r.opts.Metrics.Refused("smtp", "max_connections")
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			c.Write([]byte("421 4.3.2 Too many connections, try again later\r\n"))
-			c.Close()
+		nc, release, ok := l.r.gate.Admit(c, "421 4.3.2 Too many connections, try again later")
+		if !ok {
 			continue
 		}
-		return &conn{Conn: session.Accept(c, l.r.opts.TrustedBalancers), release: []func(){release, l.r.opts.Metrics.Open("smtp")}}, nil
+		return &conn{Conn: nc, release: []func(){release, l.r.opts.Metrics.Open("smtp")}}, nil
 	}
 }
 
@@ -220,23 +216,12 @@ func (r *Router) newSession(c *smtp.Conn) (smtp.Session, error) {
 	}
 	if rc.log == nil {
 		// The client has spoken (EHLO), so a balancer's header is in.
-		client, id, err := session.Client(rc.Conn)
+		who, release, err := r.gate.Identify(rc.Conn)
 		if err != nil {
 			c.Reject()
 			return nil, err
 		}
-		if id == "" {
-			id = session.NewID(r.opts.Node)
-		}
-		rc.id, rc.client = id, client
-		rc.log = r.log.With("session", id, "client", client.String())
-		release, err := r.clients.Acquire(client.Addr())
-		if err != nil {
-			r.opts.Metrics.Refused("smtp", "max_per_client")
-			rc.log.Warn("connection refused", "reason", err.Error())
-			c.Reject()
-			return nil, err
-		}
+		rc.id, rc.client, rc.log = who.ID, who.Client, who.Log
 		rc.mu.Lock()
 		rc.release = append(rc.release, release)
 		rc.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/directory"
 	"github.com/mailfleet/mailfleet/runtime/directory/slapdtest"
+	"github.com/mailfleet/mailfleet/runtime/proxy/proxytest"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
 )
 
@@ -59,13 +60,7 @@ func startRouter(t *testing.T, opts Options) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.Serve(l)
-	t.Cleanup(func() { r.Close() })
-	return l.Addr().String()
+	return proxytest.Serve(t, r)
 }
 
 func dial(t *testing.T, addr string) *smtp.Client {
@@ -175,9 +170,7 @@ func TestRouterUnknownRecipientAndDefaultRoute(t *testing.T) {
 
 func TestRouterInstanceDownIs451(t *testing.T) {
 	e := newEnv(t, nil)
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := proxytest.DeadAddr(t)
 	instances := map[string]config.InstanceRoute{e.inst1.FQDN: {Name: "inst1", SMTP: deadAddr}, e.inst2.FQDN: e.inst2.Route()}
 	addr := startRouter(t, Options{Directory: e.dir, Instances: instances, Domains: []string{"example.org"}, Routing: true,
 		BackendTimeout: 2 * time.Second})

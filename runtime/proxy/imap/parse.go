@@ -2,12 +2,12 @@ package imap
 
 import (
 	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/mailfleet/mailfleet/runtime/proxy/crlf"
 )
 
 // Limits of the pre-authentication phase: nothing before login needs more
@@ -30,7 +30,7 @@ type Command struct {
 
 // ErrLineTooLong ends a session: the rest of the line cannot be told from
 // the next command.
-var ErrLineTooLong = errors.New("imap: line too long")
+var ErrLineTooLong = crlf.ErrTooLong
 
 // SyntaxError is a malformed command; the line was consumed, so the session
 // may go on after a BAD.
@@ -61,28 +61,7 @@ func (r *Reader) ReadLine() ([]byte, error) {
 	if max <= 0 {
 		max = DefaultMaxLine
 	}
-	var line []byte
-	for {
-		chunk, err := r.br.ReadSlice('\n')
-		if len(line)+len(chunk) > max+2 {
-			return nil, ErrLineTooLong
-		}
-		line = append(line, chunk...)
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
-			if err == io.EOF && len(line) > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
-		}
-		line = bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))
-		if len(line) > max {
-			return nil, ErrLineTooLong
-		}
-		return line, nil
-	}
+	return crlf.ReadLine(r.br, max)
 }
 
 func isAtomChar(c byte) bool {

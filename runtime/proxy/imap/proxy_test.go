@@ -9,74 +9,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pires/go-proxyproto"
-
 	"github.com/mailfleet/mailfleet/runtime/config"
+	"github.com/mailfleet/mailfleet/runtime/proxy/proxytest"
 	"github.com/mailfleet/mailfleet/runtime/proxy/session"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
 )
 
-func startProxy(t *testing.T, cl *storetest.Cluster, mod func(*Options)) string {
-	t.Helper()
-	opts := Options{Node: "fe1", Directory: cl.Directory, Instances: cl.Instances, AuthenticateOnProxy: true,
-		BackendTimeout: 5 * time.Second, FailedLoginDelay: time.Millisecond}
-	if mod != nil {
-		mod(&opts)
-	}
-	p, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(l)
-	t.Cleanup(func() { p.Close() })
-	return l.Addr().String()
-}
-
-type client struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
+type client struct{ *proxytest.Client }
 
 func dial(t *testing.T, addr string, pre []byte) *client {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	if pre != nil {
-		c.Write(pre)
-	}
-	cl := &client{t: t, c: c, br: bufio.NewReader(c)}
-	if g := cl.line(); !strings.HasPrefix(g, "* OK ") {
-		t.Fatalf("greeting %q", g)
-	}
-	return cl
-}
-
-func (c *client) line() string {
-	c.t.Helper()
-	l, err := c.br.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (got %q)", err, l)
-	}
-	return strings.TrimRight(l, "\r\n")
+	return &client{proxytest.Dial(t, addr, pre, "* OK ")}
 }
 
 // cmd sends a tagged command and returns the lines up to its tagged
 // response, which is the last.
 func (c *client) cmd(tag, line string) []string {
-	c.t.Helper()
-	c.c.Write([]byte(tag + " " + line + "\r\n"))
+	c.T.Helper()
+	c.Conn.Write([]byte(tag + " " + line + "\r\n"))
 	var out []string
 	for {
-		l := c.line()
+		l := c.Line()
 		out = append(out, l)
 		if strings.HasPrefix(l, tag+" ") || strings.HasPrefix(l, "* BYE") && !strings.HasPrefix(line, "LOGOUT") {
 			return out
@@ -89,7 +42,7 @@ func last(lines []string) string { return lines[len(lines)-1] }
 func TestLoginThenSpliced(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
 	cl.Inst2.Deliver(t, "bob@example.org", "Subject: hello bob\r\n\r\nhi\r\n")
-	addr := startProxy(t, cl, nil)
+	addr := proxytest.StartProxy(t, cl, New, nil)
 	c := dial(t, addr, nil)
 	if got := c.cmd("a1", "CAPABILITY"); !strings.Contains(got[0], "AUTH=PLAIN") || !strings.HasPrefix(last(got), "a1 OK") {
 		t.Fatalf("capability: %q", got)
@@ -104,12 +57,12 @@ func TestLoginThenSpliced(t *testing.T) {
 		t.Fatalf("select before login: %q", got)
 	}
 	// A literal for the password.
-	c.c.Write([]byte("a5 LOGIN bob@example.org {6}\r\n"))
-	if l := c.line(); !strings.HasPrefix(l, "+") {
+	c.Conn.Write([]byte("a5 LOGIN bob@example.org {6}\r\n"))
+	if l := c.Line(); !strings.HasPrefix(l, "+") {
 		t.Fatalf("continuation: %q", l)
 	}
-	c.c.Write([]byte("bob-pw\r\n"))
-	if l := c.line(); !strings.HasPrefix(l, "a5 OK") {
+	c.Conn.Write([]byte("bob-pw\r\n"))
+	if l := c.Line(); !strings.HasPrefix(l, "a5 OK") {
 		t.Fatalf("login: %q", l)
 	}
 	// Now the instance itself answers: bob's INBOX on inst2.
@@ -131,16 +84,16 @@ func TestLoginThenSpliced(t *testing.T) {
 
 func TestAuthenticatePlain(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
-	addr := startProxy(t, cl, nil)
+	addr := proxytest.StartProxy(t, cl, New, nil)
 	plain := func(u, p string) string { return base64.StdEncoding.EncodeToString([]byte("\x00" + u + "\x00" + p)) }
 	c := dial(t, addr, nil)
 	// Without an initial response: a continuation, then the response.
-	c.c.Write([]byte("a1 AUTHENTICATE PLAIN\r\n"))
-	if l := c.line(); l != "+ " {
+	c.Conn.Write([]byte("a1 AUTHENTICATE PLAIN\r\n"))
+	if l := c.Line(); l != "+ " {
 		t.Fatalf("continuation %q", l)
 	}
-	c.c.Write([]byte("*\r\n"))
-	if l := c.line(); !strings.HasPrefix(l, "a1 BAD") {
+	c.Conn.Write([]byte("*\r\n"))
+	if l := c.Line(); !strings.HasPrefix(l, "a1 BAD") {
 		t.Fatalf("cancel %q", l)
 	}
 	if got := c.cmd("a2", "AUTHENTICATE PLAIN !!!"); !strings.HasPrefix(last(got), "a2 BAD") {
@@ -156,7 +109,7 @@ func TestAuthenticatePlain(t *testing.T) {
 
 func TestFailedLoginsAndUnavailable(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
-	addr := startProxy(t, cl, func(o *Options) { o.MaxFailedLogins = 2 })
+	addr := proxytest.StartProxy(t, cl, New, func(o *Options) { o.MaxFailedLogins = 2 })
 	c := dial(t, addr, nil)
 	if got := c.cmd("a1", "LOGIN alice@example.org wrong"); last(got) != "a1 NO [AUTHENTICATIONFAILED] Invalid credentials" {
 		t.Fatalf("wrong password: %q", got)
@@ -164,16 +117,14 @@ func TestFailedLoginsAndUnavailable(t *testing.T) {
 	if got := c.cmd("a2", "LOGIN twice@example.org twice-pw"); !strings.HasPrefix(last(got), "a2 NO [AUTHENTICATIONFAILED]") {
 		t.Fatalf("duplicate: %q", got)
 	}
-	if l := c.line(); !strings.HasPrefix(l, "* BYE") {
+	if l := c.Line(); !strings.HasPrefix(l, "* BYE") {
 		t.Fatalf("after too many failures: %q", l)
 	}
 
 	// A home instance that does not answer.
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := proxytest.DeadAddr(t)
 	instances := map[string]config.InstanceRoute{cl.Inst1.FQDN: {Name: "inst1", IMAP: deadAddr}, cl.Inst2.FQDN: cl.Inst2.Route()}
-	addr = startProxy(t, cl, func(o *Options) { o.Instances = instances })
+	addr = proxytest.StartProxy(t, cl, New, func(o *Options) { o.Instances = instances })
 	c = dial(t, addr, nil)
 	got := c.cmd("a1", "LOGIN alice@example.org alice-pw")
 	if !strings.HasPrefix(last(got), "a1 NO [UNAVAILABLE]") {
@@ -186,13 +137,11 @@ func TestFailedLoginsAndUnavailable(t *testing.T) {
 // authentication on the proxy, it is refused there.
 func TestDefaultRouteOnlyWithoutProxyAuth(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := proxytest.DeadAddr(t)
 	instances := map[string]config.InstanceRoute{cl.Inst1.FQDN: cl.Inst1.Route(), cl.Inst2.FQDN: cl.Inst2.Route(),
 		"default.backend.test": {Name: "default", IMAP: deadAddr}}
 	for _, auth := range []bool{false, true} {
-		addr := startProxy(t, cl, func(o *Options) {
+		addr := proxytest.StartProxy(t, cl, New, func(o *Options) {
 			o.Instances, o.DefaultRoute, o.AuthenticateOnProxy = instances, "default.backend.test", auth
 		})
 		c := dial(t, addr, nil)
@@ -221,7 +170,7 @@ func TestDefaultRouteOnlyWithoutProxyAuth(t *testing.T) {
 func TestSecurityLoginBeforeSTARTTLSRefused(t *testing.T) {
 	cert := storetest.NewCert(t)
 	cl := storetest.NewCluster(t, cert)
-	addr := startProxy(t, cl, func(o *Options) { o.TLSConfig = cert.ServerConfig(); o.BackendTLS = cert.ClientConfig() })
+	addr := proxytest.StartProxy(t, cl, New, func(o *Options) { o.TLSConfig = cert.ServerConfig(); o.BackendTLS = cert.ClientConfig() })
 	c := dial(t, addr, nil)
 	if got := c.cmd("a1", "CAPABILITY"); !strings.Contains(got[0], "LOGINDISABLED") || strings.Contains(got[0], "AUTH=PLAIN") {
 		t.Fatalf("capability before STARTTLS: %q", got)
@@ -238,18 +187,18 @@ func TestSecurityLoginBeforeSTARTTLSRefused(t *testing.T) {
 	}
 	// Commands pipelined behind STARTTLS are an injection attempt.
 	c2 := dial(t, addr, nil)
-	c2.c.Write([]byte("b1 STARTTLS\r\nb2 LOGIN alice@example.org alice-pw\r\n"))
-	if l := c2.line(); !strings.HasPrefix(l, "* BYE") {
+	c2.Conn.Write([]byte("b1 STARTTLS\r\nb2 LOGIN alice@example.org alice-pw\r\n"))
+	if l := c2.Line(); !strings.HasPrefix(l, "* BYE") {
 		t.Fatalf("pipelined STARTTLS: %q", l)
 	}
 	if got := last(c.cmd("a4", "STARTTLS")); !strings.HasPrefix(got, "a4 OK") {
 		t.Fatalf("STARTTLS: %q", got)
 	}
-	tc := tls.Client(c.c, cert.ClientConfig())
+	tc := tls.Client(c.Conn, cert.ClientConfig())
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	c = &client{t: t, c: tc, br: bufio.NewReader(tc)}
+	c = &client{proxytest.NewClient(t, tc)}
 	if got := c.cmd("a5", "CAPABILITY"); !strings.Contains(got[0], "AUTH=PLAIN") || strings.Contains(got[0], "STARTTLS") {
 		t.Fatalf("capability after STARTTLS: %q", got)
 	}
@@ -265,16 +214,16 @@ func TestSecurityLoginBeforeSTARTTLSRefused(t *testing.T) {
 // the login name and empty passwords bind nothing.
 func TestSecurityInjectionAndEmptyPassword(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
-	addr := startProxy(t, cl, func(o *Options) { o.MaxFailedLogins = 100 })
+	addr := proxytest.StartProxy(t, cl, New, func(o *Options) { o.MaxFailedLogins = 100 })
 	c := dial(t, addr, nil)
 	for i, name := range []string{`"*"`, `"*@example.org"`, `"alice@example.org)(uid=*"`, `"*)(|(uid=*"`, `"\\"`, "{18}\r\nalice@example.org\x00"} {
 		tag := "i" + string(rune('a'+i))
 		var got string
 		if strings.HasPrefix(name, "{") {
-			c.c.Write([]byte(tag + " LOGIN {18}\r\n"))
-			c.line()
-			c.c.Write([]byte("alice@example.org\x00 alice-pw\r\n"))
-			got = c.line()
+			c.Conn.Write([]byte(tag + " LOGIN {18}\r\n"))
+			c.Line()
+			c.Conn.Write([]byte("alice@example.org\x00 alice-pw\r\n"))
+			got = c.Line()
 		} else {
 			got = last(c.cmd(tag, "LOGIN "+name+" alice-pw"))
 		}
@@ -298,10 +247,8 @@ func TestSecurityInjectionAndEmptyPassword(t *testing.T) {
 func TestBalancerSessionIDReachesStore(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
 	trusted, _ := session.ParsePrefixes([]string{"127.0.0.1/32"})
-	addr := startProxy(t, cl, func(o *Options) { o.TrustedBalancers = trusted; o.MaxPerClient = 1 })
-	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.IPv4(198, 51, 100, 23), Port: 40000}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 143})
-	h.SetTLVs([]proxyproto.TLV{{Type: proxyproto.PP2_TYPE_UNIQUE_ID, Value: []byte("bal1-0123456789ab")}})
-	hb, _ := h.Format()
+	addr := proxytest.StartProxy(t, cl, New, func(o *Options) { o.TrustedBalancers = trusted; o.MaxPerClient = 1 })
+	hb := proxytest.BalancerHeader(t, "198.51.100.23:40000", "127.0.0.1:143", "bal1-0123456789ab")
 	c := dial(t, addr, hb)
 	if got := last(c.cmd("a1", "LOGIN bob@example.org bob-pw")); !strings.HasPrefix(got, "a1 OK") {
 		t.Fatalf("login: %q", got)
@@ -313,15 +260,15 @@ func TestBalancerSessionIDReachesStore(t *testing.T) {
 	}
 	// The same client address again is over its limit of one.
 	c2 := dial(t, addr, hb)
-	c2.c.Write([]byte("a1 NOOP\r\n"))
-	if l := c2.line(); !strings.HasPrefix(l, "* BYE") {
+	c2.Conn.Write([]byte("a1 NOOP\r\n"))
+	if l := c2.Line(); !strings.HasPrefix(l, "* BYE") {
 		t.Fatalf("second session of one client: %q", l)
 	}
 }
 
 func TestLimitsAndTimeouts(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
-	addr := startProxy(t, cl, func(o *Options) { o.MaxConnections = 1; o.PreAuthTimeout = 2 * time.Second })
+	addr := proxytest.StartProxy(t, cl, New, func(o *Options) { o.MaxConnections = 1; o.PreAuthTimeout = 2 * time.Second })
 	c := dial(t, addr, nil)
 	// The slot is taken: the next connection is told so.
 	nc, err := net.Dial("tcp", addr)
@@ -334,14 +281,14 @@ func TestLimitsAndTimeouts(t *testing.T) {
 		t.Fatalf("over the limit: %q", l)
 	}
 	// A silent client is logged out by the pre-auth timeout.
-	if l := c.line(); !strings.HasPrefix(l, "* BYE") {
+	if l := c.Line(); !strings.HasPrefix(l, "* BYE") {
 		t.Fatalf("pre-auth timeout: %q", l)
 	}
 	// A line too long ends the session.
-	addr = startProxy(t, cl, nil)
+	addr = proxytest.StartProxy(t, cl, New, nil)
 	c = dial(t, addr, nil)
-	c.c.Write([]byte("a1 LOGIN " + strings.Repeat("x", DefaultMaxLine) + " y\r\n"))
-	if l := c.line(); !strings.HasPrefix(l, "* BYE") {
+	c.Conn.Write([]byte("a1 LOGIN " + strings.Repeat("x", DefaultMaxLine) + " y\r\n"))
+	if l := c.Line(); !strings.HasPrefix(l, "* BYE") {
 		t.Fatalf("long line: %q", l)
 	}
 }

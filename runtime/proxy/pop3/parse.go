@@ -2,10 +2,10 @@ package pop3
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
-	"io"
 	"strings"
+
+	"github.com/mailfleet/mailfleet/runtime/proxy/crlf"
 )
 
 // DefaultMaxLine bounds a command line. RFC 2449 allows 255 octets; an
@@ -13,7 +13,7 @@ import (
 const DefaultMaxLine = 1024
 
 // ErrLineTooLong ends a session.
-var ErrLineTooLong = errors.New("pop3: line too long")
+var ErrLineTooLong = crlf.ErrTooLong
 
 // ErrSyntax is a line that is no command; the session may go on.
 var ErrSyntax = errors.New("pop3: syntax error")
@@ -33,28 +33,8 @@ func ReadLine(br *bufio.Reader, max int) (string, error) {
 	if max <= 0 {
 		max = DefaultMaxLine
 	}
-	var line []byte
-	for {
-		chunk, err := br.ReadSlice('\n')
-		if len(line)+len(chunk) > max+2 {
-			return "", ErrLineTooLong
-		}
-		line = append(line, chunk...)
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil {
-			if err == io.EOF && len(line) > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return "", err
-		}
-		line = bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))
-		if len(line) > max {
-			return "", ErrLineTooLong
-		}
-		return string(line), nil
-	}
+	line, err := crlf.ReadLine(br, max)
+	return string(line), err
 }
 
 // ParseCommand parses a command line.

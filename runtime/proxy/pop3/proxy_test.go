@@ -4,86 +4,38 @@ import (
 	"bufio"
 	"crypto/tls"
 	"encoding/base64"
-	"net"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/pires/go-proxyproto"
 
 	"github.com/mailfleet/mailfleet/runtime/config"
+	"github.com/mailfleet/mailfleet/runtime/proxy/proxytest"
+	"github.com/mailfleet/mailfleet/runtime/proxy/server"
 	"github.com/mailfleet/mailfleet/runtime/proxy/session"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
 )
 
-func startProxy(t *testing.T, cl *storetest.Cluster, mod func(*Options)) string {
-	t.Helper()
-	opts := Options{Node: "fe1", Directory: cl.Directory, Instances: cl.Instances, AuthenticateOnProxy: true,
-		BackendTimeout: 5 * time.Second, FailedLoginDelay: time.Millisecond}
-	if mod != nil {
-		mod(&opts)
-	}
-	p, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go p.Serve(l)
-	t.Cleanup(func() { p.Close() })
-	return l.Addr().String()
-}
-
-type client struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
+type client struct{ *proxytest.Client }
 
 func dial(t *testing.T, addr string, pre []byte) *client {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	if pre != nil {
-		c.Write(pre)
-	}
-	cl := &client{t: t, c: c, br: bufio.NewReader(c)}
-	if g := cl.line(); !strings.HasPrefix(g, "+OK") {
-		t.Fatalf("greeting %q", g)
-	}
-	return cl
-}
-
-func (c *client) line() string {
-	c.t.Helper()
-	l, err := c.br.ReadString('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (got %q)", err, l)
-	}
-	return strings.TrimRight(l, "\r\n")
+	return &client{proxytest.Dial(t, addr, pre, "+OK")}
 }
 
 func (c *client) cmd(line string) string {
-	c.t.Helper()
-	c.c.Write([]byte(line + "\r\n"))
-	return c.line()
+	c.T.Helper()
+	c.Conn.Write([]byte(line + "\r\n"))
+	return c.Line()
 }
 
 // multi reads a multi-line response up to its ".".
 func (c *client) multi(line string) []string {
-	c.t.Helper()
+	c.T.Helper()
 	first := c.cmd(line)
 	if !strings.HasPrefix(first, "+OK") {
-		c.t.Fatalf("%s: %q", line, first)
+		c.T.Fatalf("%s: %q", line, first)
 	}
 	var out []string
-	for l := c.line(); l != "."; l = c.line() {
+	for l := c.Line(); l != "."; l = c.Line() {
 		out = append(out, l)
 	}
 	return out
@@ -96,7 +48,7 @@ func plain(u, p string) string {
 func TestUserPassThenSpliced(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
 	cl.Inst1.Deliver(t, "alice@example.org", "Subject: for alice\r\n\r\nhello\r\n")
-	addr := startProxy(t, cl, nil)
+	addr := proxytest.StartProxy(t, cl, New, nil)
 	c := dial(t, addr, nil)
 	if caps := c.multi("CAPA"); !strings.Contains(strings.Join(caps, " "), "SASL PLAIN") {
 		t.Fatalf("capa %q", caps)
@@ -127,7 +79,7 @@ func TestUserPassThenSpliced(t *testing.T) {
 
 func TestAuthPlainFailuresAndUnavailable(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
-	addr := startProxy(t, cl, func(o *Options) { o.MaxFailedLogins = 2 })
+	addr := proxytest.StartProxy(t, cl, New, func(o *Options) { o.MaxFailedLogins = 2 })
 	c := dial(t, addr, nil)
 	if got := c.cmd("AUTH PLAIN"); got != "+ " {
 		t.Fatalf("continuation %q", got)
@@ -145,11 +97,9 @@ func TestAuthPlainFailuresAndUnavailable(t *testing.T) {
 		t.Fatalf("stat: %q", got)
 	}
 
-	dead, _ := net.Listen("tcp", "127.0.0.1:0")
-	deadAddr := dead.Addr().String()
-	dead.Close()
+	deadAddr := proxytest.DeadAddr(t)
 	instances := map[string]config.InstanceRoute{cl.Inst1.FQDN: {Name: "inst1", POP3: deadAddr}, cl.Inst2.FQDN: cl.Inst2.Route()}
-	addr = startProxy(t, cl, func(o *Options) { o.Instances = instances; o.MaxFailedLogins = 2 })
+	addr = proxytest.StartProxy(t, cl, New, func(o *Options) { o.Instances = instances; o.MaxFailedLogins = 2 })
 	c = dial(t, addr, nil)
 	if got := c.cmd("AUTH PLAIN " + plain("alice@example.org", "alice-pw")); !strings.HasPrefix(got, "-ERR [SYS/TEMP]") {
 		t.Fatalf("dead instance: %q", got)
@@ -158,7 +108,7 @@ func TestAuthPlainFailuresAndUnavailable(t *testing.T) {
 	c.cmd("PASS twice-pw")
 	c.cmd("USER alice@example.org")
 	c.cmd("PASS bad")
-	if _, err := c.br.ReadString('\n'); err == nil {
+	if _, err := c.R.ReadString('\n'); err == nil {
 		t.Fatal("session open after too many failed logins")
 	}
 }
@@ -166,7 +116,7 @@ func TestAuthPlainFailuresAndUnavailable(t *testing.T) {
 func TestSecurityPOP3(t *testing.T) {
 	cert := storetest.NewCert(t)
 	cl := storetest.NewCluster(t, cert)
-	addr := startProxy(t, cl, func(o *Options) {
+	addr := proxytest.StartProxy(t, cl, New, func(o *Options) {
 		o.TLSConfig, o.BackendTLS, o.MaxFailedLogins = cert.ServerConfig(), cert.ClientConfig(), 100
 	})
 	c := dial(t, addr, nil)
@@ -181,11 +131,11 @@ func TestSecurityPOP3(t *testing.T) {
 	if got := c.cmd("STLS"); !strings.HasPrefix(got, "+OK") {
 		t.Fatalf("STLS: %q", got)
 	}
-	tc := tls.Client(c.c, cert.ClientConfig())
+	tc := tls.Client(c.Conn, cert.ClientConfig())
 	if err := tc.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	c = &client{t: t, c: tc, br: bufio.NewReader(tc)}
+	c = &client{proxytest.NewClient(t, tc)}
 	for _, name := range []string{"*", "*@example.org", "alice@example.org)(uid=*", `\`, ")("} {
 		c.cmd("USER " + name)
 		if got := c.cmd("PASS alice-pw"); got != "-ERR [AUTH] Invalid credentials" {
@@ -214,10 +164,8 @@ func TestSecurityPOP3(t *testing.T) {
 func TestPOP3BalancerHeaderAndLimits(t *testing.T) {
 	cl := storetest.NewCluster(t, nil)
 	trusted, _ := session.ParsePrefixes([]string{"127.0.0.0/8"})
-	addr := startProxy(t, cl, func(o *Options) { o.TrustedBalancers = trusted; o.MaxPerClient = 1 })
-	h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.IPv4(203, 0, 113, 5), Port: 1234}, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 110})
-	h.SetTLVs([]proxyproto.TLV{{Type: proxyproto.PP2_TYPE_UNIQUE_ID, Value: []byte("bal9-feedfacecafe")}})
-	hb, _ := h.Format()
+	addr := proxytest.StartProxy(t, cl, New, func(o *Options) { o.TrustedBalancers = trusted; o.MaxPerClient = 1 })
+	hb := proxytest.BalancerHeader(t, "203.0.113.5:1234", "127.0.0.1:110", "bal9-feedfacecafe")
 	c := dial(t, addr, hb)
 	if got := c.cmd("AUTH PLAIN " + plain("bob@example.org", "bob-pw")); !strings.HasPrefix(got, "+OK") {
 		t.Fatalf("login: %q", got)
@@ -270,7 +218,7 @@ func FuzzPOP3Proxy(f *testing.F) {
 			if cmd.Name != strings.ToUpper(cmd.Name) || len(cmd.Name) < 3 || len(cmd.Name) > 4 || strings.ContainsAny(cmd.Rest, "\r\n\x00") {
 				t.Fatalf("command %+v", cmd)
 			}
-			if _, _, ok := decodePlain(cmd.Rest); ok && cmd.Name == "" {
+			if _, _, ok := server.DecodePlain(cmd.Rest); ok && cmd.Name == "" {
 				t.Fatal("unreachable")
 			}
 		}
