@@ -23,6 +23,7 @@ Roles:
   balancer   the L4 balancer in front of the front-end nodes
   frontend   the IMAP/POP3 proxies and the SMTP router of a front-end node
   store      one backend mail instance (SMTP/LMTP delivery, IMAP, POP3, admin API)
+  dev        a whole small cluster on loopback for development (-data DIR)
   version    print the version
 
 Run 'mailfleetd ROLE -h' for the flags of a role.
