@@ -272,24 +272,25 @@ func relay(client, backend *net.TCPConn) (toBackend, toClient int64, err error) 
 		n   int64
 		err error
 	}
+	// The first direction to end half-closes its destination; the close
+	// that follows the second one sends its FIN.
+	var ended atomic.Int32
+	finish := func(dst *net.TCPConn, err error) {
+		if err != nil {
+			client.Close()
+			backend.Close()
+		} else if ended.Add(1) == 1 {
+			dst.CloseWrite()
+		}
+	}
 	up := make(chan result, 1)
 	go func() {
 		n, err := copyStream(backend, client)
-		if err == nil {
-			backend.CloseWrite()
-		} else {
-			client.Close()
-			backend.Close()
-		}
+		finish(backend, err)
 		up <- result{n, err}
 	}()
 	toClient, err = copyStream(client, backend)
-	if err == nil {
-		client.CloseWrite()
-	} else {
-		client.Close()
-		backend.Close()
-	}
+	finish(client, err)
 	r := <-up
 	return r.n, toClient, errors.Join(ignoreClosed(r.err), ignoreClosed(err))
 }

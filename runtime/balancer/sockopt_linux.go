@@ -50,21 +50,21 @@ func sinceLastData(c *net.TCPConn) (time.Duration, bool) {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // copyStream copies src to dst until EOF, like io.Copy, but waits for
-// data without holding a buffer (splice(2) would hold two pipes, four
-// descriptors, per idle session) and costs one read and one write per
-// chunk.
+// data without holding a buffer: splice(2) would hold two pipes, four
+// descriptors, per idle session. A read that did not fill the buffer is
+// still followed by another until EAGAIN: a FIN that came with the last
+// data raises no new readiness event, so only a read can see it.
 func copyStream(dst, src *net.TCPConn) (int64, error) {
 	rc, err := src.SyscallConn()
 	if err != nil {
 		return 0, err
 	}
 	var total int64
-	for {
-		var bp *[]byte
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			bp = copyBufs.Get().(*[]byte)
+	var rerr, werr error
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			bp := copyBufs.Get().(*[]byte)
+			var n int
 			for {
 				n, rerr = unix.Read(int(fd), *bp)
 				if rerr != unix.EINTR {
@@ -72,29 +72,30 @@ func copyStream(dst, src *net.TCPConn) (int64, error) {
 				}
 			}
 			if rerr == unix.EAGAIN {
+				rerr = nil
 				copyBufs.Put(bp)
-				bp = nil
-				return false // wait for data, holding nothing
+				return false // wait, holding nothing
 			}
-			return true
-		})
-		if err == nil {
-			err = rerr
-		}
-		if err != nil || n <= 0 {
-			if bp != nil {
+			if rerr != nil || n <= 0 {
 				copyBufs.Put(bp)
+				return true // error, or EOF
 			}
-			if err != nil {
-				err = &net.OpError{Op: "read", Net: "tcp", Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: err}
+			_, werr = dst.Write((*bp)[:n])
+			copyBufs.Put(bp)
+			total += int64(n)
+			if werr != nil {
+				return true
 			}
-			return total, err // n == 0: EOF
 		}
-		_, werr := dst.Write((*bp)[:n])
-		copyBufs.Put(bp)
-		total += int64(n)
-		if werr != nil {
-			return total, werr
-		}
+	})
+	if werr != nil {
+		return total, werr
 	}
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		err = &net.OpError{Op: "read", Net: "tcp", Source: src.LocalAddr(), Addr: src.RemoteAddr(), Err: err}
+	}
+	return total, err
 }
