@@ -155,7 +155,7 @@ func TestBalancerConfig(t *testing.T) {
 			if w := "proxy1=198.51.100.101" + port + " proxy2=198.51.100.102" + port + " proxy3=198.51.100.103" + port; strings.Join(got, " ") != w {
 				t.Errorf("%s: %s backends %v, want %s", node, s.Name, got, w)
 			}
-			if s.Health.Interval.D().String() != "1s" || s.Health.Rise != 2 || s.Health.Fall != 2 {
+			if s.Health.Interval.D().String() != "250ms" || s.Health.Rise != 2 || s.Health.Fall != 2 {
 				t.Errorf("%s: %s health %+v", node, s.Name, s.Health)
 			}
 		}

@@ -96,8 +96,8 @@ func TestKeepalivedReference(t *testing.T) {
 			"\n@mailfleet_ipvs     lb_kind NAT\n",
 			"\n@mailfleet_ipvs     protocol TCP\n",
 			"\n@mailfleet_ipvs     real_server 198.51.100.103 25 {\n",
-			"\n@mailfleet_ipvs             connect_timeout 1\n",
-			"\n@mailfleet_ipvs     delay_loop 1\n",
+			"\n@mailfleet_ipvs             connect_timeout 0.25\n",
+			"\n@mailfleet_ipvs     delay_loop 0.25\n",
 		} {
 			if !strings.Contains(conf, want) {
 				t.Errorf("%s: keepalived.conf lacks %q", node, want)

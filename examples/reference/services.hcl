@@ -19,7 +19,7 @@ balancer "lvs" {
     scheduler = "least_conn"
     backends  = [node.proxy1, node.proxy2, node.proxy3]
     health_check {
-      interval = "1s"
+      interval = "250ms"
       rise     = 2
       fall     = 2
     }
@@ -30,7 +30,7 @@ balancer "lvs" {
     scheduler = "least_conn"
     backends  = [node.proxy1, node.proxy2, node.proxy3]
     health_check {
-      interval = "1s"
+      interval = "250ms"
     }
   }
   service "imap" {
@@ -39,7 +39,7 @@ balancer "lvs" {
     scheduler = "least_conn"
     backends  = [node.proxy1, node.proxy2, node.proxy3]
     health_check {
-      interval = "1s"
+      interval = "250ms"
     }
   }
 }

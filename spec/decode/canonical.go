@@ -13,7 +13,9 @@ const (
 	defaultSSHUser     = "root"
 	defaultSSHPort     = 22
 	defaultFSType      = "ext4"
-	defaultHealthEvery = time.Second
+	// A dead or hung front-end node must stop receiving clients within a
+	// second: with fall 2 that takes about interval + 2 × timeout.
+	defaultHealthEvery = 250 * time.Millisecond
 	defaultRise        = 2
 	defaultFall        = 2
 	defaultLDAPPort    = 389

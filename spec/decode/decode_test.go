@@ -312,8 +312,8 @@ func TestDefaults(t *testing.T) {
 	if imap.Protocol != "imap" || imap.Scheduler != spec.LeastConn {
 		t.Errorf("imap protocol %q scheduler %q", imap.Protocol, imap.Scheduler)
 	}
-	if h := imap.Health; h.Interval != time.Second || h.Timeout != time.Second || h.Rise != 2 || h.Fall != 2 {
-		t.Errorf("imap health %+v, want 1s 1s 2 2", h)
+	if h := imap.Health; h.Interval != 250*time.Millisecond || h.Timeout != 250*time.Millisecond || h.Rise != 2 || h.Fall != 2 {
+		t.Errorf("imap health %+v, want 250ms 250ms 2 2", h)
 	}
 	if h := pop.Health; h.Interval != 3*time.Second || h.Timeout != 3*time.Second {
 		t.Errorf("pop health %s/%s, want the timeout to follow the interval", h.Interval, h.Timeout)

@@ -75,7 +75,7 @@ func Reference() *spec.Topology {
 	a2r := part(sdc, "axigen2_run", "/dev/sdc3", "/var/opt/AXIGEN2/run")
 	t.Storages = []*spec.Storage{san}
 
-	hc := spec.HealthCheck{Interval: time.Second, Timeout: time.Second, Rise: 2, Fall: 2}
+	hc := spec.HealthCheck{Interval: 250 * time.Millisecond, Timeout: 250 * time.Millisecond, Rise: 2, Fall: 2}
 	svc := func(name, vip string, port int) *spec.BalancedService {
 		s := &spec.BalancedService{Name: name, Protocol: name, VIP: addr(vip), Port: port, Scheduler: spec.LeastConn, Health: hc}
 		for _, p := range []*spec.Node{p1, p2, p3} {
