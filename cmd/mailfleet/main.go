@@ -36,6 +36,7 @@ func init() {
 		{"build", "-o DIR PATH", "Render every host's files into DIR/<node>/<path> with DIR/manifest.json.", runBuild},
 		{"fmt", "[-check] [-diff] PATH...", "Rewrite topology files in the canonical HCL format.", runFmt},
 		{"graph", "[-format svg|dot] [-o FILE] PATH", "Draw the topology: tiers, nodes, VIPs, services and failover paths.", runGraph},
+		{"account", "COMMAND [flags] [args]", "Create, change, check and move mail accounts (mailfleet account help).", runAccount},
 		{"version", "", "Print the version.", runVersion},
 		{"help", "", "Show this help.", runHelp},
 	}

@@ -1,0 +1,183 @@
+package provision
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+)
+
+// The reference's account entry.
+var entryClasses = []string{"account", "inetLocalMailRecipient", "simpleSecurityObject"}
+
+const hostAttrDefault = "mailHost"
+
+// Entry is an account's LDAP entry.
+type Entry struct {
+	DN       string
+	Address  string // mailLocalAddress (uid when it has none), lower case
+	MailHost string
+}
+
+// Directory is an admin connection to the directory.
+type Directory struct {
+	url, adminDN, password string
+	base, hostAttr         string
+	tlsCfg                 *tls.Config
+	startTLS               bool
+	Timeout                time.Duration
+}
+
+// NewDirectory describes how to reach and bind to the directory.
+func NewDirectory(url, base, adminDN, password, hostAttr string, startTLS bool, serverName, caFile string) (*Directory, error) {
+	d := &Directory{url: url, base: base, adminDN: adminDN, password: password, hostAttr: hostAttr, startTLS: startTLS,
+		Timeout: 10 * time.Second}
+	if d.hostAttr == "" {
+		d.hostAttr = hostAttrDefault
+	}
+	if startTLS || strings.HasPrefix(url, "ldaps://") {
+		cfg := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS12}
+		if caFile != "" {
+			pem, err := os.ReadFile(caFile)
+			if err != nil {
+				return nil, fmt.Errorf("directory CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			cfg.RootCAs = pool
+		}
+		d.tlsCfg = cfg
+	}
+	return d, nil
+}
+
+// DN is the DN of address's entry: uid=<address>,<base>.
+func (d *Directory) DN(address string) string { return "uid=" + ldap.EscapeDN(address) + "," + d.base }
+
+// Conn is one bound connection.
+type Conn struct {
+	d *Directory
+	c *ldap.Conn
+}
+
+// Dial connects and binds as the directory's admin DN.
+func (d *Directory) Dial() (*Conn, error) {
+	opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: d.Timeout})}
+	if d.tlsCfg != nil && strings.HasPrefix(d.url, "ldaps://") {
+		opts = append(opts, ldap.DialWithTLSConfig(d.tlsCfg))
+	}
+	c, err := ldap.DialURL(d.url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("directory %s: %w", d.url, cleanLDAPErr(err))
+	}
+	c.SetTimeout(d.Timeout)
+	if d.startTLS {
+		if err := c.StartTLS(d.tlsCfg); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("directory %s: StartTLS: %w", d.url, cleanLDAPErr(err))
+		}
+	}
+	if err := c.Bind(d.adminDN, d.password); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("directory %s: bind as %s: %w", d.url, d.adminDN, cleanLDAPErr(err))
+	}
+	return &Conn{d: d, c: c}, nil
+}
+
+func (c *Conn) Close() error { return c.c.Close() }
+
+// cleanLDAPErr drops go-ldap's packet dumps and keeps the message, which
+// never holds a password (go-ldap does not echo request values).
+func cleanLDAPErr(err error) error {
+	var le *ldap.Error
+	if errors.As(err, &le) {
+		if le.Err != nil {
+			return fmt.Errorf("%s (%s)", ldap.LDAPResultCodeMap[le.ResultCode], le.Err.Error())
+		}
+		return errors.New(ldap.LDAPResultCodeMap[le.ResultCode])
+	}
+	return err
+}
+
+// Add creates address's entry routing to mailHost with passwordHash.
+func (c *Conn) Add(address, mailHost, passwordHash string) error {
+	req := ldap.NewAddRequest(c.d.DN(address), nil)
+	req.Attribute("objectClass", entryClasses)
+	req.Attribute("uid", []string{address})
+	req.Attribute("mailLocalAddress", []string{address})
+	req.Attribute(c.d.hostAttr, []string{mailHost})
+	req.Attribute("userPassword", []string{passwordHash})
+	if err := c.c.Add(req); err != nil {
+		return fmt.Errorf("directory: add %s: %w", c.d.DN(address), cleanLDAPErr(err))
+	}
+	return nil
+}
+
+// IsExists reports an LDAP "entry already exists".
+func IsExists(err error) bool { return ldap.IsErrorWithCode(err, ldap.LDAPResultEntryAlreadyExists) }
+
+// Delete removes an entry by DN.
+func (c *Conn) Delete(dn string) error {
+	if err := c.c.Del(ldap.NewDelRequest(dn, nil)); err != nil {
+		if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+			return nil
+		}
+		return fmt.Errorf("directory: delete %s: %w", dn, cleanLDAPErr(err))
+	}
+	return nil
+}
+
+// Replace replaces one attribute of an entry.
+func (c *Conn) Replace(dn, attr, value string) error {
+	req := ldap.NewModifyRequest(dn, nil)
+	req.Replace(attr, []string{value})
+	if err := c.c.Modify(req); err != nil {
+		return fmt.Errorf("directory: modify %s (%s): %w", dn, attr, cleanLDAPErr(err))
+	}
+	return nil
+}
+
+// SetMailHost points an entry at another instance.
+func (c *Conn) SetMailHost(dn, host string) error { return c.Replace(dn, c.d.hostAttr, host) }
+
+// Find returns every entry of address (more than one is a duplicate).
+func (c *Conn) Find(address string) ([]Entry, error) {
+	e := ldap.EscapeFilter(address)
+	return c.search("(&(objectClass=inetLocalMailRecipient)(|(uid=" + e + ")(mailLocalAddress=" + e + ")))")
+}
+
+// All returns every mail recipient entry under the base.
+func (c *Conn) All() ([]Entry, error) {
+	return c.search("(objectClass=inetLocalMailRecipient)")
+}
+
+func (c *Conn) search(filter string) ([]Entry, error) {
+	req := ldap.NewSearchRequest(c.d.base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false, filter,
+		[]string{"uid", "mailLocalAddress", c.d.hostAttr}, nil)
+	res, err := c.c.SearchWithPaging(req, 1000)
+	if err != nil {
+		return nil, fmt.Errorf("directory: search %s: %w", filter, cleanLDAPErr(err))
+	}
+	out := make([]Entry, 0, len(res.Entries))
+	for _, e := range res.Entries {
+		addr := e.GetAttributeValue("mailLocalAddress")
+		if addr == "" {
+			addr = e.GetAttributeValue("uid")
+		}
+		out = append(out, Entry{DN: e.DN, Address: strings.ToLower(addr), MailHost: strings.ToLower(e.GetAttributeValue(c.d.hostAttr))})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Address != out[j].Address {
+			return out[i].Address < out[j].Address
+		}
+		return out[i].DN < out[j].DN
+	})
+	return out, nil
+}
