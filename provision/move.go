@@ -21,7 +21,9 @@ type MoveResult struct {
 
 // Move moves an account's mailbox to instance to without losing mail:
 // the source is marked moving (deliveries get 451 4.2.1 and are retried
-// by the sender, logins are refused for a moment), its export is
+// by the sender, logins are refused for a moment; the mark returns once
+// the messages being written are on disk, and a transaction whose RCPT
+// was accepted before it gets the 451 at its end of data), its export is
 // imported on the target (mailboxes, flags, UIDs, UIDVALIDITY), the
 // entry's mailHost is switched, and after drain (while front-ends may
 // still route there from their cache, the source keeps answering 451)
@@ -60,7 +62,15 @@ func (ss *Session) Move(ctx context.Context, address, to string, drain time.Dura
 		return MoveResult{}, err
 	}
 	if err := src.SetMoving(ctx, addr, true); err != nil {
-		return MoveResult{}, err
+		// It may be marked all the same (a 503 while deliveries were
+		// still being written, a lost answer): unmark it, or it
+		// refuses mail.
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if uerr := src.SetMoving(c, addr, false); uerr != nil {
+			err = errors.Join(err, fmt.Errorf("unmarking %s on %s: %w", addr, from, uerr))
+		}
+		return MoveResult{}, fmt.Errorf("%s: move to %s abandoned, the account stays on %s: %w", addr, to, from, err)
 	}
 	undo := func(cause error) error {
 		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -181,6 +182,10 @@ func (in *Instance) handleSetQuota(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, j)
 }
 
+// movingWait bounds how long marking an account moving waits for the
+// deliveries being written to it.
+const movingWait = 30 * time.Second
+
 func (in *Instance) handleMoving(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Moving bool `json:"moving"`
@@ -197,13 +202,21 @@ func (in *Instance) handleMoving(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := local + "@" + domain
-	in.mu.Lock()
 	if body.Moving {
-		in.moving[addr] = true
+		// The deliveries under way finish first (a disk write each).
+		ctx, cancel := context.WithTimeout(r.Context(), movingWait)
+		err := in.markMoving(ctx, addr)
+		cancel()
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+				"error": "marked moving, but deliveries to the account are still being written; repeat the request"})
+			return
+		}
 	} else {
+		in.mu.Lock()
 		delete(in.moving, addr)
+		in.mu.Unlock()
 	}
-	in.mu.Unlock()
 	j, err := in.account(addr)
 	if err != nil {
 		adminError(w, err)

@@ -56,6 +56,9 @@ type Instance struct {
 
 	mu     sync.Mutex
 	moving map[string]bool
+	// inflight counts the deliveries being written, by account, so that
+	// marking an account moving can wait for them (see hold).
+	inflight map[string]*deliveries
 
 	metrics metrics
 }
@@ -68,7 +71,7 @@ func New(cfg *config.Store, logOut io.Writer) (*Instance, error) {
 			return nil, fmt.Errorf("store: unknown listener kind %q", kind)
 		}
 	}
-	in := &Instance{cfg: *cfg, listeners: map[string]net.Listener{}, moving: map[string]bool{}}
+	in := &Instance{cfg: *cfg, listeners: map[string]net.Listener{}, moving: map[string]bool{}, inflight: map[string]*deliveries{}}
 	in.log = slog.New(slog.NewJSONHandler(logOut, nil)).With("instance", cfg.Instance)
 	for _, p := range []string{cfg.StoragePath, cfg.QueuePath, cfg.RunPath} {
 		if err := os.MkdirAll(p, 0o700); err != nil {
@@ -136,7 +139,7 @@ func New(cfg *config.Store, logOut io.Writer) (*Instance, error) {
 		s := smtp.New(smtp.Options{Hostname: cfg.Hostname, Store: st, Directory: in.dir, DomainServed: in.domainServed,
 			Relay: in.relayAllowed, Enqueue: in.enqueue, LMTP: proto == "lmtp",
 			TLSConfig: in.tlsConfig, MaxMessageBytes: lim.MaxMessageBytes, MaxRecipients: lim.MaxRecipients,
-			Refuse: in.refuse, Delivered: in.metrics.delivered,
+			Refuse: in.refuse, Hold: in.hold, Delivered: in.metrics.delivered,
 			Rejected: func(reason string) { in.metrics.refused(proto, reason) }, Logger: in.log})
 		if proto == "smtp" {
 			in.smtp = s
@@ -256,6 +259,67 @@ func (in *Instance) refuse(addr string) error {
 		return errors.New("account is being moved, try again later")
 	}
 	return nil
+}
+
+// deliveries are the messages being written to one account.
+type deliveries struct {
+	n    int
+	done chan struct{} // closed when n drops to 0
+}
+
+// hold starts the writing of a message to the accounts addrs, unless one
+// of them is moving (marked since its RCPT was accepted: the message
+// would miss the copy). release ends it.
+func (in *Instance) hold(addrs []string) (release func(), err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, a := range addrs {
+		if in.moving[a] {
+			return nil, errors.New("account is being moved, try again later")
+		}
+	}
+	for _, a := range addrs {
+		d := in.inflight[a]
+		if d == nil {
+			d = &deliveries{done: make(chan struct{})}
+			in.inflight[a] = d
+		}
+		d.n++
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			for _, a := range addrs {
+				d := in.inflight[a]
+				if d.n--; d.n == 0 {
+					close(d.done)
+					delete(in.inflight, a)
+				}
+			}
+		})
+	}, nil
+}
+
+// markMoving marks addr moving and returns once no message is being
+// written to it any more: what it holds then is what an export copies.
+// Deliveries accepted before the mark but not yet written are refused
+// with 451 at their end of data (hold) and come again.
+func (in *Instance) markMoving(ctx context.Context, addr string) error {
+	in.mu.Lock()
+	in.moving[addr] = true
+	d := in.inflight[addr]
+	in.mu.Unlock()
+	if d == nil {
+		return nil
+	}
+	select {
+	case <-d.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // refuser is refuse for the logins of one protocol, counted.

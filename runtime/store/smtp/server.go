@@ -55,6 +55,13 @@ type Options struct {
 	Enqueue func(from string, rcpts []string, msg []byte) error
 	// Refuse, if set, may refuse an account temporarily (being moved).
 	Refuse func(address string) error
+	// Hold, if set, is called with the recipients' accounts (their
+	// maildir.Account addresses) once the message is read, just before it
+	// is written to their mailboxes: it may still refuse them temporarily
+	// (an account marked moving since its RCPT was accepted), and release
+	// is called once the writes are over. It lets the instance wait for
+	// the deliveries under way before it exports an account.
+	Hold func(addresses []string) (release func(), err error)
 	// Delivered, if set, is told of each delivery (metrics).
 	Delivered func(address string, size int64, took time.Duration, err error)
 	// Rejected, if set, is told why a recipient was refused (metrics):
@@ -361,6 +368,13 @@ func (ss *session) Data(r io.Reader) error {
 			return smtpErr(452, gosmtp.EnhancedCode{4, 2, 2}, "Mailbox of <"+r.acct.Address+"> full, try again later")
 		}
 	}
+	// Held before the queue takes the relay recipients: a refusal leaves
+	// nothing delivered, so the retry brings no duplicate.
+	release, err := ss.hold(ss.rcpts...)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := ss.enqueue(msg); err != nil {
 		return err
 	}
@@ -372,6 +386,28 @@ func (ss *session) Data(r io.Reader) error {
 	return nil
 }
 
+// hold asks Options.Hold for the accounts of rcpts: an account may have
+// been marked moving since its RCPT was accepted, and a message written
+// now would miss the copy that is being made of it.
+func (ss *session) hold(rcpts ...*rcpt) (func(), error) {
+	if ss.s.opts.Hold == nil || len(rcpts) == 0 {
+		return func() {}, nil
+	}
+	addrs := make([]string, len(rcpts))
+	for i, r := range rcpts {
+		addrs[i] = r.acct.Address
+	}
+	release, err := ss.s.opts.Hold(addrs)
+	if err != nil {
+		ss.log.Info("delivery refused at end of data", "rcpts", addrs, "err", err)
+		if ss.s.opts.Rejected != nil {
+			ss.s.opts.Rejected("moving")
+		}
+		return nil, smtpErr(451, gosmtp.EnhancedCode{4, 2, 1}, "Mailbox temporarily unavailable: "+err.Error())
+	}
+	return release, nil
+}
+
 // LMTPData delivers to each recipient and reports each result.
 func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	msg, err := ss.readMessage(r)
@@ -379,7 +415,11 @@ func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 		return err
 	}
 	for _, r := range ss.rcpts {
-		err := ss.deliver(r.acct, msg)
+		release, err := ss.hold(r)
+		if err == nil {
+			err = ss.deliver(r.acct, msg)
+			release()
+		}
 		for _, arg := range r.args {
 			status.SetStatus(arg, err)
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -275,5 +276,86 @@ print("OK")
 	}
 	if m := ts.inbox(t, "carol@example.org"); len(m) != 1 || !strings.Contains(m[0], "python body") {
 		t.Fatalf("carol: %q", m)
+	}
+}
+
+// An account marked moving between RCPT and the end of DATA: the
+// transaction gets 451 4.2.1 and nobody has the message (SMTP), or that
+// recipient alone gets it (LMTP); a held delivery is released.
+func TestHoldRefusesAtEndOfData(t *testing.T) {
+	for _, lmtp := range []bool{false, true} {
+		var mu sync.Mutex
+		moving := map[string]bool{}
+		held := 0
+		ts := startServer(t, func(o *Options) {
+			o.LMTP = lmtp
+			o.Hold = func(addrs []string) (func(), error) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, a := range addrs {
+					if moving[a] {
+						return nil, errors.New("account is being moved")
+					}
+				}
+				held++
+				return func() { mu.Lock(); held--; mu.Unlock() }, nil
+			}
+		})
+		conn, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := gosmtp.NewClient(conn)
+		if lmtp {
+			c = gosmtp.NewClientLMTP(conn)
+		}
+		if err := c.Hello("router.test"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Mail("a@remote.test", nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []string{"bob@example.org", "Carol@example.org"} {
+			if err := c.Rcpt(r, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Lock()
+		moving["carol@example.org"] = true // after its RCPT
+		mu.Unlock()
+		w, err := c.Data()
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "Subject: during a move\r\n\r\nbody\r\n")
+		var carolErr *gosmtp.SMTPError
+		if lmtp {
+			_, err = w.CloseWithLMTPResponse()
+			var lerr gosmtp.LMTPDataError
+			if !errors.As(err, &lerr) || lerr["bob@example.org"] != nil {
+				t.Fatalf("LMTP: %v", err)
+			}
+			carolErr = lerr["Carol@example.org"]
+		} else {
+			err = w.Close()
+			errors.As(err, &carolErr)
+		}
+		c.Close()
+		if carolErr == nil || carolErr.Code != 451 || carolErr.EnhancedCode != (gosmtp.EnhancedCode{4, 2, 1}) {
+			t.Fatalf("lmtp=%v: end of data %v, want 451 4.2.1", lmtp, err)
+		}
+		wantBob := 0
+		if lmtp {
+			wantBob = 1
+		}
+		if n, m := len(ts.inbox(t, "bob@example.org")), len(ts.inbox(t, "carol@example.org")); n != wantBob || m != 0 {
+			t.Fatalf("lmtp=%v: bob has %d messages, carol %d; want %d and 0", lmtp, n, m, wantBob)
+		}
+		mu.Lock()
+		left := held
+		mu.Unlock()
+		if left != 0 {
+			t.Fatalf("lmtp=%v: %d holds not released", lmtp, left)
+		}
 	}
 }
