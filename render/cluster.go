@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -68,29 +67,10 @@ func loadCIBAction() *Action {
 		Order: OrderCluster}
 }
 
-// clusterMembers returns the backend nodes: every node of an instance's or
-// the directory's node list, sorted by name. A member's corosync node id is
-// its position in this list plus one.
-func clusterMembers(t *spec.Topology) []*spec.Node {
-	seen := map[*spec.Node]bool{}
-	var nodes []*spec.Node
-	add := func(ns []*spec.Node) {
-		for _, n := range ns {
-			if !seen[n] {
-				seen[n] = true
-				nodes = append(nodes, n)
-			}
-		}
-	}
-	for _, i := range t.Instances {
-		add(i.Nodes)
-	}
-	if t.Directory != nil {
-		add(t.Directory.Nodes)
-	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	return nodes
-}
+// clusterMembers returns the backend nodes (spec's BackendNodes: every node
+// of an instance's or the directory's node list, sorted by name). A
+// member's corosync node id is its position in this list plus one.
+func clusterMembers(t *spec.Topology) []*spec.Node { return t.BackendNodes() }
 
 // renderCluster writes the Corosync and Pacemaker configuration of every
 // backend node, and the reference's RHCS cluster.conf for legacy sites.
