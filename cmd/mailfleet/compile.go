@@ -37,11 +37,7 @@ func load(e *env, path string, requireSecrets bool) (*spec.Topology, spec.Diagno
 func runValidate(e *env, args []string) int {
 	fs := newFlags(e, "validate", "[-json] PATH")
 	asJSON := fs.Bool("json", false, "print diagnostics as JSON in the shape of terraform validate -json")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return 1
-	}
-	path, ok := onePath(e, fs, pos)
+	path, ok := parsePath(e, fs, args)
 	if !ok {
 		return 1
 	}
@@ -70,11 +66,7 @@ func runValidate(e *env, args []string) int {
 func runBuild(e *env, args []string) int {
 	fs := newFlags(e, "build", "-o DIR PATH")
 	out := fs.String("o", "", "output `directory`")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return 1
-	}
-	path, ok := onePath(e, fs, pos)
+	path, ok := parsePath(e, fs, args)
 	if !ok {
 		return 1
 	}
@@ -107,11 +99,7 @@ func runGraph(e *env, args []string) int {
 	fs := newFlags(e, "graph", "[-format svg|dot] [-o FILE] PATH")
 	format := fs.String("format", "svg", "svg or dot")
 	out := fs.String("o", "", "write to `FILE` instead of standard output")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return 1
-	}
-	path, ok := onePath(e, fs, pos)
+	path, ok := parsePath(e, fs, args)
 	if !ok {
 		return 1
 	}

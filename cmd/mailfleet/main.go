@@ -146,6 +146,16 @@ func newFlags(e *env, name, args string) *flag.FlagSet {
 	return fs
 }
 
+// parsePath parses the flags of a command that takes one topology PATH and
+// returns it; false after it printed why it could not.
+func parsePath(e *env, fs *flag.FlagSet, args []string) (string, bool) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return "", false
+	}
+	return onePath(e, fs, pos)
+}
+
 func onePath(e *env, fs *flag.FlagSet, pos []string) (string, bool) {
 	if len(pos) != 1 {
 		fmt.Fprintf(e.stderr, "%s: expected one topology PATH, got %d arguments\n", fs.Name(), len(pos))
