@@ -91,7 +91,7 @@ func New(cfg *config.Store, logOut io.Writer) (*Instance, error) {
 		}
 		in.dir = d
 	case cfg.LDAP != nil:
-		d, err := auth.NewLDAP(cfg.LDAP)
+		d, err := auth.NewLDAP(cfg.LDAP, cfg.Hostname)
 		if err != nil {
 			return nil, err
 		}
@@ -204,6 +204,17 @@ func (in *Instance) bounce(to string, msg []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	addr, ok, err := in.dir.Lookup(ctx, to)
+	if errors.Is(err, auth.ErrElsewhere) {
+		// The sender's account has moved: the notification goes to its
+		// new home the way outside mail does (null sender, so it never
+		// causes another), not into a mailbox left here.
+		in.log.Info("notification for a sender homed on another instance queued", "to", to, "err", err)
+		_, err := in.queue.Enqueue("", []string{to}, msg)
+		if err == nil {
+			in.metrics.add("mailfleet_store_bounces_total", "", 1)
+		}
+		return err
+	}
 	if err != nil {
 		return err
 	}

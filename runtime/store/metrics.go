@@ -173,7 +173,7 @@ func (m *metrics) zero(listenerKinds []string) {
 	m.addLocked("mailfleet_store_delivered_bytes_total", "", 0)
 	m.histLocked("mailfleet_store_delivery_seconds", "", latencyBuckets)
 	for _, p := range []string{"imap", "pop3"} {
-		for _, r := range []string{"ok", "failed", "error"} {
+		for _, r := range []string{"ok", "failed", "elsewhere", "error"} {
 			m.addLocked("mailfleet_store_logins_total", labels("proto", p, "result", r), 0)
 		}
 		m.histLocked("mailfleet_store_login_seconds", labels("proto", p), latencyBuckets)
@@ -260,12 +260,19 @@ func (a meteredAuth) Authenticate(ctx context.Context, username, password string
 	switch {
 	case errors.Is(err, auth.ErrInvalidCredentials):
 		result = "failed"
+	case errors.Is(err, auth.ErrElsewhere):
+		// The password was right, but the account lives on another
+		// instance: refused for now.
+		result = "elsewhere"
 	case err != nil:
 		result = "error"
 	}
 	a.m.mu.Lock()
 	defer a.m.mu.Unlock()
 	a.m.addLocked("mailfleet_store_logins_total", labels("proto", a.proto, "result", result), 1)
+	if result == "elsewhere" {
+		a.m.addLocked("mailfleet_store_refusals_total", labels("proto", a.proto, "reason", "elsewhere"), 1)
+	}
 	a.m.observeLocked("mailfleet_store_login_seconds", labels("proto", a.proto), latencyBuckets, time.Since(start).Seconds())
 	return addr, err
 }

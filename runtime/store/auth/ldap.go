@@ -21,8 +21,15 @@ import (
 // filter over a service connection bound as the service DN, and a password
 // is checked by binding as the account's entry on a connection of its own,
 // so that a user bind never changes who the search connection is.
+//
+// When self is set (the instance's own FQDN) and an entry carries the
+// host attribute (cfg.HostAttribute, e.g. mailHost) naming another host,
+// the account is homed elsewhere: Lookup and Authenticate return an
+// *ElsewhereError (ErrElsewhere). An entry without the attribute is
+// served here.
 type LDAP struct {
 	cfg      config.LDAP
+	self     string
 	password string
 	timeout  time.Duration
 	tls      *tls.Config
@@ -31,9 +38,10 @@ type LDAP struct {
 	svc *ldap.Conn
 }
 
-// NewLDAP returns an LDAP directory. The service password is read from
+// NewLDAP returns an LDAP directory for the instance whose FQDN is self
+// ("": no home check). The service password is read from
 // cfg.BindPasswordFile and must not be empty.
-func NewLDAP(cfg *config.LDAP) (*LDAP, error) {
+func NewLDAP(cfg *config.LDAP, self string) (*LDAP, error) {
 	b, err := os.ReadFile(cfg.BindPasswordFile)
 	if err != nil {
 		return nil, fmt.Errorf("auth: ldap bind password: %w", err)
@@ -42,7 +50,7 @@ func NewLDAP(cfg *config.LDAP) (*LDAP, error) {
 	if pw == "" {
 		return nil, errors.New("auth: ldap bind password file is empty")
 	}
-	l := &LDAP{cfg: *cfg, password: pw, timeout: cfg.Timeout.D()}
+	l := &LDAP{cfg: *cfg, self: self, password: pw, timeout: cfg.Timeout.D()}
 	if l.timeout == 0 {
 		l.timeout = 5 * time.Second
 	}
@@ -120,7 +128,16 @@ func (l *LDAP) filter(address string) string {
 }
 
 type entry struct {
-	dn, mail string
+	dn, mail, host string
+}
+
+// elsewhere returns an *ElsewhereError when the entry's host attribute
+// names another instance than this one.
+func (l *LDAP) elsewhere(e entry) error {
+	if l.self == "" || l.cfg.HostAttribute == "" || strings.TrimSpace(e.host) == "" || SameHost(e.host, l.self) {
+		return nil
+	}
+	return &ElsewhereError{Address: e.mail, Host: strings.TrimSpace(e.host)}
 }
 
 // find searches the account's entry; found is false when there is none.
@@ -162,7 +179,11 @@ func (l *LDAP) find(address string) (entry, bool, error) {
 	if mail == "" {
 		mail = address
 	}
-	return entry{dn: e.DN, mail: mail}, true, nil
+	var host string
+	if l.cfg.HostAttribute != "" {
+		host = e.GetAttributeValue(l.cfg.HostAttribute)
+	}
+	return entry{dn: e.DN, mail: mail, host: host}, true, nil
 }
 
 // Authenticate implements Directory. An empty password is refused before
@@ -190,6 +211,11 @@ func (l *LDAP) Authenticate(ctx context.Context, username, password string) (str
 		}
 		return "", fmt.Errorf("%w: bind: %v", ErrUnavailable, err)
 	}
+	// Checked after the bind: only the account's owner learns where it
+	// lives.
+	if err := l.elsewhere(e); err != nil {
+		return "", err
+	}
 	return e.mail, nil
 }
 
@@ -197,6 +223,9 @@ func (l *LDAP) Authenticate(ctx context.Context, username, password string) (str
 func (l *LDAP) Lookup(ctx context.Context, address string) (string, bool, error) {
 	e, ok, err := l.find(address)
 	if err != nil || !ok {
+		return "", false, err
+	}
+	if err := l.elsewhere(e); err != nil {
 		return "", false, err
 	}
 	return e.mail, true, nil

@@ -97,7 +97,7 @@ func TestLDAPDirectory(t *testing.T) {
 	os.WriteFile(pwFile, []byte("svcpw\n"), 0o600)
 	cfg := &config.LDAP{URLs: []string{u}, BindDN: "cn=svc,dc=example,dc=org", BindPasswordFile: pwFile,
 		Base: "ou=people,dc=example,dc=org", Filter: "(&(objectClass=inetOrgPerson)(mail=%e))", HostAttribute: "mailHost"}
-	d, err := NewLDAP(cfg)
+	d, err := NewLDAP(cfg, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,12 +125,12 @@ func TestLDAPDirectory(t *testing.T) {
 	}
 	// A wrong service password is a configuration fault, not a bad login.
 	os.WriteFile(pwFile, []byte("nope\n"), 0o600)
-	bad, _ := NewLDAP(cfg)
+	bad, _ := NewLDAP(cfg, "")
 	if _, _, err := bad.Lookup(ctx, "bob@example.org"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("wrong service password: %v", err)
 	}
 	os.WriteFile(pwFile, nil, 0o600)
-	if _, err := NewLDAP(cfg); err == nil {
+	if _, err := NewLDAP(cfg, ""); err == nil {
 		t.Fatal("empty service password accepted")
 	}
 }

@@ -67,3 +67,15 @@ func TestPasswdFileRefusesPlaintext(t *testing.T) {
 		t.Fatal("bare password accepted")
 	}
 }
+
+func TestSameHost(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		same bool
+	}{{"store-a.test", "STORE-A.test.", true}, {" store-a.test ", "store-a.test", true}, {"store-a.test", "store-b.test", false},
+		{"store-a.test", "store-a.test.example", false}, {"store-a", "store-a.test", false}} {
+		if got := SameHost(c.a, c.b); got != c.same {
+			t.Errorf("SameHost(%q, %q) = %v", c.a, c.b, got)
+		}
+	}
+}

@@ -57,6 +57,10 @@ func (ss *session) Login(username, password string) error {
 		time.Sleep(ss.s.opts.FailedLoginDelay)
 		return imapserver.ErrAuthFailed
 	}
+	if errors.Is(err, auth.ErrElsewhere) {
+		ss.log.Info("login refused: account homed on another instance", "user", username, "err", err)
+		return &goimap.Error{Type: goimap.StatusResponseTypeNo, Code: goimap.ResponseCodeUnavailable, Text: err.Error()}
+	}
 	if err != nil {
 		ss.log.Warn("directory error", "user", username, "err", err)
 		return imapError(err)

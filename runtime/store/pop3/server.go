@@ -467,6 +467,11 @@ func (ss *session) login(user, pass string) bool {
 		ss.log.Info("login failed", "user", user)
 		return ss.fail("-ERR [AUTH] invalid credentials")
 	}
+	if errors.Is(err, auth.ErrElsewhere) {
+		ss.log.Info("login refused: account homed on another instance", "user", user, "err", err)
+		ss.reply("-ERR [SYS/TEMP] %v", err)
+		return true
+	}
 	if err != nil {
 		ss.log.Warn("directory error", "user", user, "err", err)
 		ss.reply("-ERR [SYS/TEMP] authentication temporarily unavailable")

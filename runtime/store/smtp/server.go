@@ -17,11 +17,14 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/mailfleet/mailfleet/runtime/store/auth"
 	"github.com/mailfleet/mailfleet/runtime/store/maildir"
 	"github.com/mailfleet/mailfleet/runtime/store/proxyhdr"
 )
 
-// Directory tells which addresses are accounts; see auth.Directory.
+// Directory tells which addresses are accounts; see auth.Directory. An
+// account homed on another instance is an auth.ErrElsewhere error, which
+// RCPT answers with 451 4.4.0.
 type Directory interface {
 	Lookup(ctx context.Context, address string) (string, bool, error)
 }
@@ -65,8 +68,8 @@ type Options struct {
 	// Delivered, if set, is told of each delivery (metrics).
 	Delivered func(address string, size int64, took time.Duration, err error)
 	// Rejected, if set, is told why a recipient was refused (metrics):
-	// relay_denied, unknown_user, directory_unavailable, moving, quota,
-	// bad_address or error.
+	// relay_denied, unknown_user, directory_unavailable, elsewhere,
+	// moving, quota, bad_address or error.
 	Rejected func(reason string)
 	Logger   *slog.Logger
 }
@@ -208,6 +211,8 @@ func rejectReason(se *gosmtp.SMTPError) string {
 		return "unknown_user"
 	case gosmtp.EnhancedCode{4, 4, 3}:
 		return "directory_unavailable"
+	case gosmtp.EnhancedCode{4, 4, 0}:
+		return "elsewhere"
 	case gosmtp.EnhancedCode{4, 2, 1}:
 		return "moving"
 	case gosmtp.EnhancedCode{4, 2, 2}:
@@ -238,6 +243,13 @@ func (ss *session) rcpt(to string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	canon, ok, err := ss.s.opts.Directory.Lookup(ctx, addr.Address)
+	if errors.Is(err, auth.ErrElsewhere) {
+		// Temporary: right after a move, a front-end whose lookup cache
+		// still names this instance routes here; the retry reaches the
+		// new home. A 250 here would strand the message.
+		ss.log.Info("recipient homed on another instance", "rcpt", addr.Address, "err", err)
+		return smtpErr(451, gosmtp.EnhancedCode{4, 4, 0}, "Mailbox temporarily unavailable: "+err.Error())
+	}
 	if err != nil {
 		ss.log.Warn("directory lookup failed", "rcpt", addr.Address, "err", err)
 		return smtpErr(451, gosmtp.EnhancedCode{4, 4, 3}, "Directory temporarily unavailable")
