@@ -10,9 +10,9 @@ import (
 
 // Defaults live here and nowhere else.
 const (
-	defaultSSHUser     = "root"
-	defaultSSHPort     = 22
-	defaultFSType      = "ext4"
+	defaultSSHUser = "root"
+	defaultSSHPort = 22
+	defaultFSType  = "ext4"
 	// A dead or hung front-end node must stop receiving clients within a
 	// second: with fall 2 that takes about interval + 2 × timeout.
 	defaultHealthEvery = 250 * time.Millisecond
