@@ -15,6 +15,7 @@ PKGS=(
   curl python3
   openssh-server openssh-client iproute2
   postfix
+  systemd
 )
 
 missing=()
