@@ -373,6 +373,12 @@ func (s *smtpSession) Rcpt(to string, opts *smtp.RcptOptions) error {
 		s.r.opts.Metrics.Refused("smtp", "other_instance")
 		return errOtherHome
 	}
+	// LMTP answers each recipient at the end of DATA, but the sender gets
+	// one answer: with one recipient per transaction that answer is exact.
+	if s.r.opts.LMTP && len(s.rcpts) > 0 {
+		s.r.opts.Metrics.Refused("smtp", "lmtp_one_recipient")
+		return errOtherHome
+	}
 	if s.relay == nil {
 		if err := s.open(inst); err != nil {
 			return err
@@ -485,13 +491,6 @@ func (s *smtpSession) Data(r io.Reader) error {
 	if s.r.opts.LMTP {
 		_, err := w.CloseWithLMTPResponse()
 		var lerr smtp.LMTPDataError
-		if errors.As(err, &lerr) && len(lerr) < len(s.rcpts) {
-			// Some recipients have it: a failure now would make the
-			// sender send it to them again. The failed ones are logged.
-			s.c.log.Error("instance refused some recipients at end of data", "instance", s.instance, "err", err)
-			s.r.opts.Metrics.Message("partial")
-			return nil
-		}
 		if errors.As(err, &lerr) {
 			for _, e := range lerr {
 				s.r.opts.Metrics.Message("refused")

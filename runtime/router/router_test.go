@@ -243,6 +243,20 @@ func TestRouterLMTP(t *testing.T) {
 	if e.inst2.Messages("bob@example.org") != 1 {
 		t.Fatal("message missing")
 	}
+	// One recipient per transaction over LMTP: the instance answers each
+	// recipient at the end of DATA, the sender gets one answer, so a second
+	// recipient (even of the same instance) waits for the next transaction.
+	accepted, err := send(c, "sender@outside.test", []string{"alice@example.org", "carol@example.org"}, message("two"))
+	var se *smtp.SMTPError
+	if len(accepted) != 1 || accepted[0] != "alice@example.org" || !errors.As(err, &se) || se.Code != 452 || se.EnhancedCode != (smtp.EnhancedCode{4, 5, 3}) {
+		t.Fatalf("accepted %v, err %v; want alice only and 452 4.5.3 for carol", accepted, err)
+	}
+	if _, err := send(c, "sender@outside.test", []string{"carol@example.org"}, message("two")); err != nil {
+		t.Fatal(err)
+	}
+	if e.inst1.Messages("alice@example.org") != 1 || e.inst1.Messages("carol@example.org") != 1 {
+		t.Fatal("each recipient must have the message exactly once")
+	}
 }
 
 func TestRouterBackendTLS(t *testing.T) {
