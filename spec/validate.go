@@ -660,7 +660,7 @@ func (v *validator) connectorURL(c *LDAPConnector, d *Directory) {
 		v.ds.errorf(r, "Connector URL does not match the directory", "url %q uses %s, but the directory's tls_mode is %q; use %s.", c.URL, u.Scheme, d.TLSMode, d.URL())
 		return
 	}
-	port := d.Port
+	var port int
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil {

@@ -10,15 +10,14 @@ import (
 
 // style of one kind of box, shared by DOT and SVG.
 type kindStyle struct {
-	name      string // for the legend
-	fill      string
-	stroke    string
-	dotShape  string
-	dotStyle  string
-	pill      bool // SVG: fully rounded ends (addresses, services)
-	note      bool // SVG: folded corner
-	dashed    bool // SVG: dashed border
-	legendRow int  // order in the legend
+	name     string // for the legend
+	fill     string
+	stroke   string
+	dotShape string
+	dotStyle string
+	pill     bool // SVG: fully rounded ends (addresses, services)
+	note     bool // SVG: folded corner
+	dashed   bool // SVG: dashed border
 }
 
 var kindStyles = map[kind]kindStyle{

@@ -95,12 +95,6 @@ func (m *metrics) addLocked(name, lset string, v float64) {
 	m.series[name][lset] += v
 }
 
-func (m *metrics) observe(name, lset string, bounds []float64, v float64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.observeLocked(name, lset, bounds, v)
-}
-
 func (m *metrics) observeLocked(name, lset string, bounds []float64, v float64) {
 	m.histLocked(name, lset, bounds).observe(v)
 }

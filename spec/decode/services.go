@@ -3,7 +3,6 @@ package decode
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -346,16 +345,6 @@ func (d *decoder) decodeVagrant() {
 	if bd.has("memory") {
 		d.t.Vagrant.Memory, _ = bd.integer("memory", 256, 1<<20)
 	}
-}
-
-// sortedKeys returns the keys of m in order.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 var tlsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "cert", Required: true}, {Name: "key", Required: true}, {Name: "ca"}}}

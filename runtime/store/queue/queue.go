@@ -376,8 +376,6 @@ func (q *Queue) exchangers(ctx context.Context, domain string) ([]string, error)
 	return hosts, nil
 }
 
-type permanentError struct{ error }
-
 func (q *Queue) deliverDomain(ctx context.Context, env *Envelope, domain string, idx []int, msg []byte) {
 	setAll := func(state, status, remote string) {
 		for _, i := range idx {
