@@ -1,0 +1,341 @@
+// Package sftp does remote's file operations and commands on one host over
+// an established SSH connection: read a file (or learn it is absent), write
+// one atomically (temporary file in the same directory, fsync, mode and
+// owner, rename over the target), remove one, and run a command with its
+// output and exit status.
+package sftp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// Host is one host's SFTP session plus its SSH connection for commands.
+// It is safe for concurrent use.
+type Host struct {
+	name string
+	ssh  *ssh.Client
+	c    *sftp.Client
+
+	idMu   sync.Mutex
+	users  map[string]int
+	groups map[string]int
+
+	// afterTemp, in tests, runs once the temporary file is complete and
+	// before it is renamed.
+	afterTemp func(tmp string) error
+}
+
+// Open starts the SFTP subsystem on c. name is how errors name the host.
+func Open(name string, c *ssh.Client) (*Host, error) {
+	sc, err := sftp.NewClient(c, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		return nil, fmt.Errorf("%s: sftp: %w", name, err)
+	}
+	return &Host{name: name, ssh: c, c: sc}, nil
+}
+
+// Close ends the SFTP session (not the SSH connection, which the pool owns).
+func (h *Host) Close() error { return h.c.Close() }
+
+func (h *Host) errorf(op, p string, err error) error {
+	return fmt.Errorf("%s: %s %s: %w", h.name, op, p, err)
+}
+
+// ReadFile returns the content of p; exists is false (and err nil) when
+// there is no such file.
+func (h *Host) ReadFile(p string) (content []byte, exists bool, err error) {
+	f, err := h.c.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, h.errorf("read", p, err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := f.WriteTo(&buf); err != nil {
+		return nil, false, h.errorf("read", p, err)
+	}
+	return buf.Bytes(), true, nil
+}
+
+// Info is what Stat reports.
+type Info struct {
+	Mode fs.FileMode // type and permission bits
+	UID  int
+	GID  int
+	Size int64
+}
+
+// Stat describes p without following a final symbolic link; exists is
+// false when there is nothing at p.
+func (h *Host) Stat(p string) (info Info, exists bool, err error) {
+	fi, err := h.c.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Info{}, false, nil
+	}
+	if err != nil {
+		return Info{}, false, h.errorf("stat", p, err)
+	}
+	info = Info{Mode: fi.Mode(), Size: fi.Size(), UID: -1, GID: -1}
+	if st, ok := fi.Sys().(*sftp.FileStat); ok {
+		info.UID, info.GID = int(st.UID), int(st.GID)
+	}
+	return info, true, nil
+}
+
+// WriteFile replaces p with content, atomically: the content goes to a new
+// temporary file in p's directory, which is synced to disk, given mode and
+// owner:group, then renamed over p (posix-rename@openssh.com). A reader
+// sees the old file or the new one, never a part; on failure the temporary
+// file is removed (unless the connection itself was lost) and p is
+// untouched. Missing parent directories are created (mode 0755). An empty
+// owner or group leaves that id as the server creates it (the login user's).
+func (h *Host) WriteFile(p string, content []byte, mode fs.FileMode, owner, group string) error {
+	if !path.IsAbs(p) || path.Clean(p) != p {
+		return h.errorf("write", p, errors.New("path is not absolute and clean"))
+	}
+	uid, gid := -1, -1
+	var err error
+	if owner != "" {
+		if uid, err = h.lookup("/etc/passwd", owner); err != nil {
+			return h.errorf("write", p, err)
+		}
+	}
+	if group != "" {
+		if gid, err = h.lookup("/etc/group", group); err != nil {
+			return h.errorf("write", p, err)
+		}
+	}
+	dir, base := path.Split(p)
+	if err := h.c.MkdirAll(dir); err != nil {
+		return h.errorf("write", p, fmt.Errorf("creating its directory: %w", err))
+	}
+	var rnd [6]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return err
+	}
+	tmp := path.Join(dir, ".mailfleet-tmp-"+base+"-"+hex.EncodeToString(rnd[:]))
+	if err := h.writeTemp(tmp, content, mode, uid, gid); err != nil {
+		h.c.Remove(tmp)
+		return h.errorf("write", p, err)
+	}
+	if err := h.c.PosixRename(tmp, p); err != nil {
+		h.c.Remove(tmp)
+		return h.errorf("write", p, fmt.Errorf("rename: %w", err))
+	}
+	return nil
+}
+
+func (h *Host) writeTemp(tmp string, content []byte, mode fs.FileMode, uid, gid int) error {
+	f, err := h.c.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return fmt.Errorf("temporary file: %w", err)
+	}
+	// Restrict the mode before any content lands, so a secret is never
+	// readable under a looser umask-derived mode.
+	if err := f.Chmod(mode.Perm() & 0o700); err != nil {
+		f.Close()
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if _, err := f.ReadFrom(bytes.NewReader(content)); err != nil {
+		f.Close()
+		return fmt.Errorf("writing: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync: %w", err)
+	}
+	if uid >= 0 || gid >= 0 {
+		if uid < 0 || gid < 0 {
+			st, err := f.Stat()
+			if err != nil {
+				f.Close()
+				return fmt.Errorf("stat: %w", err)
+			}
+			fst, _ := st.Sys().(*sftp.FileStat)
+			if fst == nil {
+				f.Close()
+				return errors.New("stat: server gave no owner")
+			}
+			if uid < 0 {
+				uid = int(fst.UID)
+			}
+			if gid < 0 {
+				gid = int(fst.GID)
+			}
+		}
+		if err := f.Chown(uid, gid); err != nil {
+			f.Close()
+			return fmt.Errorf("chown %d:%d: %w", uid, gid, err)
+		}
+	}
+	// After chown: the kernel clears set-id bits on chown.
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return fmt.Errorf("chmod: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	if h.afterTemp != nil {
+		return h.afterTemp(tmp)
+	}
+	return nil
+}
+
+// UserID resolves a user name (or number) with the host's /etc/passwd.
+func (h *Host) UserID(name string) (int, error) { return h.lookup("/etc/passwd", name) }
+
+// GroupID resolves a group name (or number) with the host's /etc/group.
+func (h *Host) GroupID(name string) (int, error) { return h.lookup("/etc/group", name) }
+
+// lookup resolves a user or group name (or a number) with the host's
+// /etc/passwd or /etc/group, read once.
+func (h *Host) lookup(db, name string) (int, error) {
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 {
+		return n, nil
+	}
+	h.idMu.Lock()
+	defer h.idMu.Unlock()
+	m := h.users
+	if db == "/etc/group" {
+		m = h.groups
+	}
+	if m == nil {
+		b, ok, err := h.ReadFile(db)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return 0, fmt.Errorf("%s is missing", db)
+		}
+		m = parseIDs(b)
+		if db == "/etc/group" {
+			h.groups = m
+		} else {
+			h.users = m
+		}
+	}
+	id, ok := m[name]
+	if !ok {
+		kind := "user"
+		if db == "/etc/group" {
+			kind = "group"
+		}
+		return 0, fmt.Errorf("no %s %q in the host's %s", kind, name, db)
+	}
+	return id, nil
+}
+
+// parseIDs reads name:x:id:… lines.
+func parseIDs(b []byte) map[string]int {
+	m := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), ":")
+		if len(f) < 3 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		if id, err := strconv.Atoi(f[2]); err == nil {
+			if _, dup := m[f[0]]; !dup {
+				m[f[0]] = id
+			}
+		}
+	}
+	return m
+}
+
+// Remove deletes the file p; a file already absent is not an error.
+func (h *Host) Remove(p string) error {
+	err := h.c.Remove(p)
+	if err == nil || errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return h.errorf("remove", p, err)
+}
+
+// Result is a finished command.
+type Result struct {
+	Stdout, Stderr []byte
+	// ExitStatus is the command's exit status; -1 when it was ended by a
+	// signal (see Signal).
+	ExitStatus int
+	Signal     string
+}
+
+// Err is nil for exit status 0, else an error with the status and the end
+// of stderr.
+func (r Result) Err() error {
+	if r.ExitStatus == 0 && r.Signal == "" {
+		return nil
+	}
+	msg := strings.TrimSpace(string(r.Stderr))
+	if len(msg) > 500 {
+		msg = "…" + msg[len(msg)-500:]
+	}
+	if r.Signal != "" {
+		return fmt.Errorf("killed by signal %s: %s", r.Signal, msg)
+	}
+	return fmt.Errorf("exit status %d: %s", r.ExitStatus, msg)
+}
+
+// Run runs cmd on the host (through the login user's shell, as ssh does)
+// with stdin, and waits for it. A non-zero exit status is in the Result,
+// not an error: err reports only what kept the command from running or
+// finishing (connection lost, ctx done — then Run returns at once, see
+// below).
+func (h *Host) Run(ctx context.Context, cmd string, stdin []byte) (Result, error) {
+	s, err := h.ssh.NewSession()
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: session: %w", h.name, err)
+	}
+	defer s.Close()
+	var out, errb bytes.Buffer
+	s.Stdout, s.Stderr = &out, &errb
+	if stdin != nil {
+		s.Stdin = bytes.NewReader(stdin)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(cmd) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		// OpenSSH 9.2 refuses signal requests; closing the channel is all
+		// the client can do. sshd may keep the command running until it
+		// next writes or ends: commands that must not outlive the call
+		// bound themselves (timeout(1)). The output so far is not returned:
+		// the session may still be writing it.
+		s.Signal(ssh.SIGKILL)
+		s.Close()
+		return Result{ExitStatus: -1}, fmt.Errorf("%s: %q: %w", h.name, cmd, ctx.Err())
+	}
+	r := Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.ExitStatus = ee.ExitStatus()
+		if ee.Signal() != "" {
+			r.ExitStatus, r.Signal = -1, ee.Signal()
+		}
+	default:
+		return r, fmt.Errorf("%s: %q: %w", h.name, cmd, err)
+	}
+	return r, nil
+}
