@@ -90,7 +90,11 @@ type Directory struct {
 
 	slots  chan *ldap.Conn
 	closed atomic.Bool
-	cache  *cache
+	// binds are idle connections for user binds, never used for
+	// searches: a bind replaces who the connection is, so a user bind
+	// needs no new connection of its own.
+	binds chan *ldap.Conn
+	cache *cache
 
 	userBinds atomic.Int64
 }
@@ -143,6 +147,7 @@ func New(opts Options) (*Directory, error) {
 		n = 4
 	}
 	d.slots = make(chan *ldap.Conn, n)
+	d.binds = make(chan *ldap.Conn, 4*n)
 	for range n {
 		d.slots <- nil
 	}
@@ -181,7 +186,52 @@ func (d *Directory) Close() error {
 			c.Close()
 		}
 	}
+	d.drainBinds()
 	return nil
+}
+
+func (d *Directory) drainBinds() {
+	for {
+		select {
+		case c := <-d.binds:
+			c.Close()
+		default:
+			return
+		}
+	}
+}
+
+// bindConn takes an idle connection for a user bind (pooled) or dials one.
+func (d *Directory) bindConn() (c *ldap.Conn, pooled bool, err error) {
+	for {
+		select {
+		case c := <-d.binds:
+			if !c.IsClosing() {
+				return c, true, nil
+			}
+			c.Close()
+		default:
+			c, err := d.dial()
+			return c, false, err
+		}
+	}
+}
+
+// putBind keeps a connection after a user bind that the server answered
+// (success or invalid credentials) for the next one.
+func (d *Directory) putBind(c *ldap.Conn) {
+	if d.closed.Load() {
+		c.Close()
+		return
+	}
+	select {
+	case d.binds <- c:
+		if d.closed.Load() {
+			d.drainBinds()
+		}
+	default:
+		c.Close()
+	}
 }
 
 // dial connects to the first URL that answers, with StartTLS when
@@ -380,7 +430,8 @@ func (d *Directory) resolve(host string) (string, config.InstanceRoute) {
 }
 
 // Authenticate checks password by binding as the entry of login (an
-// address) on a connection of its own. An empty password, a name that is
+// address) on a connection used only for user binds (kept for the next
+// one, never for searches). An empty password, a name that is
 // not an account and duplicate entries are ErrInvalidCredentials (the
 // last wrapping ErrDuplicate too); a directory that cannot answer is
 // ErrUnavailable.
@@ -404,20 +455,34 @@ func (d *Directory) Authenticate(ctx context.Context, login, password string) (A
 	}
 	start := time.Now()
 	d.userBinds.Add(1)
-	c, err := d.dial()
+	c, pooled, err := d.bindConn()
 	if err != nil {
 		d.obs.LDAPRequest("bind", "error", time.Since(start))
 		return Account{}, err
 	}
-	defer c.Close()
-	if err := c.Bind(a.DN, password); err != nil {
+	err = c.Bind(a.DN, password)
+	if err != nil && pooled && !ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		// A kept connection the server may have dropped: once more on a
+		// new one.
+		c.Close()
+		if c, err = d.dial(); err != nil {
+			d.obs.LDAPRequest("bind", "error", time.Since(start))
+			return Account{}, err
+		}
+		err = c.Bind(a.DN, password)
+	}
+	if err != nil {
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+			// The connection is anonymous again (RFC 4511 §4.2.1): reusable.
+			d.putBind(c)
 			d.obs.LDAPRequest("bind", "invalid", time.Since(start))
 			return Account{}, ErrInvalidCredentials
 		}
+		c.Close()
 		d.obs.LDAPRequest("bind", "error", time.Since(start))
 		return Account{}, fmt.Errorf("%w: bind: %v", ErrUnavailable, err)
 	}
+	d.putBind(c)
 	d.obs.LDAPRequest("bind", "ok", time.Since(start))
 	return a, nil
 }

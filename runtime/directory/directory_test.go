@@ -266,3 +266,44 @@ func TestCacheSizeCap(t *testing.T) {
 		t.Fatal("expired entry returned")
 	}
 }
+
+// TestUserBindsReuseConnections: user binds keep their connection for the
+// next one; a bind that failed or succeeded before does not decide the
+// next, and the service connections never carry a user bind.
+func TestUserBindsReuseConnections(t *testing.T) {
+	srv := slapdtest.Start(t, testAccounts)
+	d, obs := newTestDirectory(t, srv, func(o *Options) { o.CacheTTL = -1 })
+	ctx := context.Background()
+	for range 3 {
+		for _, c := range []struct {
+			login, pw string
+			ok        bool
+		}{{"alice@example.org", "alice-pw", true}, {"alice@example.org", "bob-pw", false},
+			{"bob@example.org", "bob-pw", true}, {"bob@example.org", "alice-pw", false}} {
+			_, err := d.Authenticate(ctx, c.login, c.pw)
+			if c.ok && err != nil || !c.ok && !errors.Is(err, ErrInvalidCredentials) {
+				t.Fatalf("%s/%s: %v", c.login, c.pw, err)
+			}
+		}
+	}
+	if n := len(d.binds); n != 1 {
+		t.Fatalf("%d kept bind connections, want 1", n)
+	}
+	if obs.count("bind ok") != 6 || obs.count("bind invalid") != 6 {
+		t.Fatalf("binds: %v", obs.requests)
+	}
+	// A kept connection that was closed is not used.
+	c := <-d.binds
+	c.Close()
+	d.binds <- c
+	if _, err := d.Authenticate(ctx, "alice@example.org", "alice-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Lookup(ctx, "bob@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	if n := len(d.binds); n != 0 {
+		t.Fatalf("%d bind connections after Close", n)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -70,14 +71,32 @@ func Accept(c net.Conn, trustedBalancers []netip.Prefix) net.Conn {
 	if len(trustedBalancers) == 0 || !trusted(addrOf(c.RemoteAddr()).Addr(), trustedBalancers) {
 		return c
 	}
-	pc := proxyproto.NewConn(c, proxyproto.WithPolicy(proxyproto.USE), proxyproto.SetReadHeaderTimeout(0),
+	raw := &probeConn{Conn: c}
+	pc := proxyproto.NewConn(raw, proxyproto.WithPolicy(proxyproto.USE), proxyproto.SetReadHeaderTimeout(0),
 		proxyproto.ValidateHeader(func(h *proxyproto.Header) error {
 			if h.Version != 2 {
 				return errors.New("session: only PROXY protocol v2 is accepted")
 			}
 			return nil
 		}))
-	return &balancerConn{Conn: c, pc: pc}
+	return &balancerConn{Conn: c, pc: pc, raw: raw}
+}
+
+// probeConn is the socket as the PROXY header parser reads it: while
+// probing, a read that would reach the socket fails with errProbe instead,
+// which tells that the parser holds no more of the peer's bytes.
+type probeConn struct {
+	net.Conn
+	probing atomic.Bool
+}
+
+var errProbe = errors.New("session: probe")
+
+func (c *probeConn) Read(b []byte) (int, error) {
+	if c.probing.Load() {
+		return 0, errProbe
+	}
+	return c.Conn.Read(b)
 }
 
 // balancerConn reads through the PROXY header parser but writes, closes and
@@ -86,7 +105,8 @@ func Accept(c net.Conn, trustedBalancers []netip.Prefix) net.Conn {
 // no header would then never see the greeting.
 type balancerConn struct {
 	net.Conn
-	pc *proxyproto.Conn
+	pc  *proxyproto.Conn
+	raw *probeConn
 
 	mu     sync.Mutex
 	done   bool
@@ -96,6 +116,35 @@ type balancerConn struct {
 }
 
 func (c *balancerConn) Read(b []byte) (int, error) { return c.pc.Read(b) }
+
+// TakeSocket hands the socket over to a reader of its own (splice), with
+// the peer's bytes the PROXY header parser read but did not pass on yet.
+// Read must not be used afterwards.
+func (c *balancerConn) TakeSocket() (net.Conn, []byte) {
+	c.mu.Lock()
+	ok := c.done && c.err == nil
+	c.mu.Unlock()
+	if !ok {
+		// The header was not read (Client), or failed: not handed over.
+		return c, nil
+	}
+	c.raw.probing.Store(true)
+	var held []byte
+	buf := make([]byte, 512)
+	for {
+		n, err := c.pc.Read(buf)
+		held = append(held, buf[:n]...)
+		if err != nil {
+			c.raw.probing.Store(false)
+			if !errors.Is(err, errProbe) {
+				// The header failed: the socket is not handed over, and
+				// every Read fails the same way.
+				return c, nil
+			}
+			return c.Conn, held
+		}
+	}
+}
 
 // RemoteAddr is the client's address once the header was read (Client),
 // the balancer's before.

@@ -178,3 +178,61 @@ func FuzzPROXYHeader(f *testing.F) {
 		}
 	})
 }
+
+// TakeSocket hands over the socket with the bytes the header reader held:
+// none lost, none twice, and the header's client stays the RemoteAddr.
+func TestTakeSocketKeepsHeldBytes(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	out := make(chan string, 1)
+	go func() {
+		raw, err := l.Accept()
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		c := Accept(raw, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, _, err := Client(c); err != nil {
+			out <- err.Error()
+			return
+		}
+		first := make([]byte, 3)
+		if _, err := c.Read(first); err != nil {
+			out <- err.Error()
+			return
+		}
+		s, ok := c.(interface{ TakeSocket() (net.Conn, []byte) })
+		if !ok {
+			out <- "no TakeSocket"
+			return
+		}
+		sock, held := s.TakeSocket()
+		if _, ok := sock.(*net.TCPConn); !ok {
+			out <- "not the socket"
+			return
+		}
+		rest := make([]byte, 5)
+		n, err := sock.Read(rest)
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		out <- string(first) + "|" + string(held) + "|" + string(rest[:n]) + "|" + c.RemoteAddr().String()
+	}()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write(append(header(t, "id"), "abcdefgh"...))
+	time.Sleep(100 * time.Millisecond)
+	c.Write([]byte("later"))
+	if got := <-out; got != "abc|defgh|later|192.0.2.9:5555" {
+		t.Fatalf("got %q", got)
+	}
+}
