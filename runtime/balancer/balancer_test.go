@@ -588,3 +588,4 @@ func TestImportRules(t *testing.T) {
 		}
 	}
 }
+

@@ -88,10 +88,26 @@ type session struct {
 // cut ends the session from outside its goroutines (idle, shutdown).
 func (ss *session) cut(why string) {
 	ss.reason.CompareAndSwap(nil, &why)
-	ss.client.Close()
-	if bc := ss.backend.Load(); bc != nil {
-		bc.Close()
+	closeBoth(ss.client, ss.backend.Load())
+}
+
+// closeBoth closes a and b (b may be nil) at once. copyStream writes to one
+// socket inside the read callback of the other, and a Close waits for that
+// callback: closed one after the other, a write stuck on a peer that stopped
+// reading would block the first Close forever; closing both lets the
+// second unblock the write the first waits for.
+func closeBoth(a, b *net.TCPConn) {
+	if b == nil {
+		a.Close()
+		return
 	}
+	done := make(chan struct{})
+	go func() {
+		b.Close()
+		close(done)
+	}()
+	a.Close()
+	<-done
 }
 
 // newSessionID is 96 random bits in hex: unique across balancers without
@@ -277,8 +293,7 @@ func relay(client, backend *net.TCPConn) (toBackend, toClient int64, err error) 
 	var ended atomic.Int32
 	finish := func(dst *net.TCPConn, err error) {
 		if err != nil {
-			client.Close()
-			backend.Close()
+			closeBoth(client, backend)
 		} else if ended.Add(1) == 1 {
 			dst.CloseWrite()
 		}
