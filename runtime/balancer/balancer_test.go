@@ -588,4 +588,3 @@ func TestImportRules(t *testing.T) {
 		}
 	}
 }
-
