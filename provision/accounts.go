@@ -140,6 +140,11 @@ func (ss *Session) Add(ctx context.Context, r AddRequest) (AddResult, error) {
 		}
 	}
 	if err := ss.Conn.Add(addr, inst.FQDN, hash); err != nil {
+		if errors.Is(err, ErrOutcomeUnknown) {
+			// Removing the mailbox now could leave an entry that routes to
+			// nothing; an orphaned mailbox is the recoverable state.
+			return res, fmt.Errorf("%w; the new mailbox on %s is kept so no entry routes to a missing one: run `mailfleet account check` (-fix removes it if the entry was not written)", err, inst.Name)
+		}
 		if IsExists(err) {
 			// Created meanwhile by someone else: theirs may use this mailbox.
 			if es, ferr := ss.Conn.Find(addr); ferr == nil && len(es) > 0 && ss.InstanceOf(es[0].MailHost) == home {

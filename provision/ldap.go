@@ -115,9 +115,26 @@ func (c *Conn) Add(address, mailHost, passwordHash string) error {
 	req.Attribute(c.d.hostAttr, []string{mailHost})
 	req.Attribute("userPassword", []string{passwordHash})
 	if err := c.c.Add(req); err != nil {
+		if unanswered(err) {
+			return fmt.Errorf("directory: add %s: %w: %w", c.d.DN(address), ErrOutcomeUnknown, cleanLDAPErr(err))
+		}
 		return fmt.Errorf("directory: add %s: %w", c.d.DN(address), cleanLDAPErr(err))
 	}
 	return nil
+}
+
+// ErrOutcomeUnknown marks a write the directory did not answer: it may or
+// may not have made it.
+var ErrOutcomeUnknown = errors.New("the directory did not answer, the entry may or may not exist")
+
+// unanswered reports an error that says nothing about the write itself: a
+// timeout or a broken connection, not an LDAP result.
+func unanswered(err error) bool {
+	var le *ldap.Error
+	if !errors.As(err, &le) {
+		return true
+	}
+	return le.ResultCode == ldap.ErrorNetwork || le.ResultCode == ldap.LDAPResultTimeout
 }
 
 // IsExists reports an LDAP "entry already exists".
