@@ -40,13 +40,8 @@ func runBalancer(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := &config.Balancer{}
-	if err := config.Load(a.config, cfg); err != nil {
-		fmt.Fprintf(stderr, "mailfleetd balancer: %v\n", err)
-		return 1
-	}
-	if a.check {
-		fmt.Fprintf(stdout, "mailfleetd balancer: %s is valid\n", a.config)
-		return 0
+	if code, done := loadConfig("balancer", a.config, a.check, cfg, stdout, stderr); done {
+		return code
 	}
 	// Session lines are buffered and written every 100 ms: one write(2)
 	// per session would be a tenth of the balancer's system calls.

@@ -35,13 +35,8 @@ func runFrontend(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg := &config.Frontend{}
-	if err := config.Load(a.config, cfg); err != nil {
-		fmt.Fprintf(stderr, "mailfleetd frontend: %v\n", err)
-		return 1
-	}
-	if a.check {
-		fmt.Fprintf(stdout, "mailfleetd frontend: %s is valid\n", a.config)
-		return 0
+	if code, done := loadConfig("frontend", a.config, a.check, cfg, stdout, stderr); done {
+		return code
 	}
 	var logOut io.Writer = stderr
 	if f, err := frontend.LogFile(cfg); err != nil {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/mailfleet/mailfleet/runtime/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -52,4 +54,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return fn(args[1:], stdout, stderr)
+}
+
+// loadConfig reads and validates a role's config. With check it only says
+// whether the file is valid. It returns the exit code and whether the role
+// is done (an invalid config, or -check).
+func loadConfig(role, path string, check bool, cfg interface{ Validate() error }, stdout, stderr io.Writer) (int, bool) {
+	if err := config.Load(path, cfg); err != nil {
+		fmt.Fprintf(stderr, "mailfleetd %s: %v\n", role, err)
+		return 1, true
+	}
+	if check {
+		fmt.Fprintf(stdout, "mailfleetd %s: %s is valid\n", role, path)
+		return 0, true
+	}
+	return 0, false
 }

@@ -49,13 +49,8 @@ func runStore(args []string, stdout, stderr io.Writer) int {
 		}
 	default:
 		cfg = &config.Store{}
-		if err := config.Load(a.config, cfg); err != nil {
-			fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
-			return 1
-		}
-		if a.check {
-			fmt.Fprintf(stdout, "mailfleetd store: %s is valid\n", a.config)
-			return 0
+		if code, done := loadConfig("store", a.config, a.check, cfg, stdout, stderr); done {
+			return code
 		}
 	}
 	var logOut io.Writer = stderr
