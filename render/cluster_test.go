@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,37 +17,6 @@ import (
 )
 
 var clMembers = []string{"axigenode1", "axigenode2", "ldapnode", "standby"}
-
-// clRender runs renderers on topo as Render would, with opts.
-func clRender(t *testing.T, topo *spec.Topology, opts Options, steps ...func(*builder) error) *Output {
-	t.Helper()
-	b := newBuilder(topo)
-	b.opts = opts
-	for _, step := range steps {
-		if err := step(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	out, err := b.output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// clFile returns the file at path on node, failing the test without it.
-func clFile(t *testing.T, out *Output, node, path string) *File {
-	t.Helper()
-	if h := out.Host(node); h != nil {
-		for _, f := range h.Files {
-			if f.Path == path {
-				return f
-			}
-		}
-	}
-	t.Fatalf("no %s on %s", path, node)
-	return nil
-}
 
 // clTool finds a validator. A missing one fails the test with the Debian
 // package to install: CI installs them, so a skip would hide a hole.
@@ -80,7 +50,7 @@ func clWrite(t *testing.T, dir, name string, content []byte) string {
 
 func TestClusterFilesReference(t *testing.T) {
 	topo := spectest.Reference()
-	out := clRender(t, topo, Options{}, renderCluster)
+	out := renderWith(t, topo, Options{}, renderCluster)
 	key := NewKeys(topo.Site.Secret.Value).Bytes("corosync/authkey", 256)
 	for i, node := range clMembers {
 		h := out.Host(node)
@@ -92,24 +62,24 @@ func TestClusterFilesReference(t *testing.T) {
 			t.Errorf("%s roles = %s, want backend", node, got)
 		}
 		for _, p := range clusterPackages {
-			if !clContains(h.Packages, p) {
+			if !slices.Contains(h.Packages, p) {
 				t.Errorf("%s lacks package %s: %v", node, p, h.Packages)
 			}
 		}
-		if dir := node == "ldapnode" || node == "standby"; dir != clContains(h.Packages, "slapd") {
+		if dir := node == "ldapnode" || node == "standby"; dir != slices.Contains(h.Packages, "slapd") {
 			t.Errorf("%s: slapd package = %v, want %v", node, !dir, dir)
 		}
 
-		conf := clFile(t, out, node, corosyncConfPath)
+		conf := fileAt(t, out, node, corosyncConfPath)
 		if conf.Sensitive || conf.Mode != 0o644 || conf.Action == nil || conf.Action.Name != "restart corosync" || conf.Action.Order != OrderCluster-5 {
 			t.Errorf("%s corosync.conf: mode %o sensitive %v action %+v", node, conf.Mode, conf.Sensitive, conf.Action)
 		}
-		ak := clFile(t, out, node, corosyncKeyPath)
+		ak := fileAt(t, out, node, corosyncKeyPath)
 		if !ak.Sensitive || ak.Mode != 0o400 || ak.Owner != "root" || !bytes.Equal(ak.Content, key) || ak.Action == nil || ak.Action.Order != OrderCluster-5 {
 			t.Errorf("%s authkey: mode %o sensitive %v %d bytes, from the site secret %v, action %+v",
 				node, ak.Mode, ak.Sensitive, len(ak.Content), bytes.Equal(ak.Content, key), ak.Action)
 		}
-		cib := clFile(t, out, node, cibPath)
+		cib := fileAt(t, out, node, cibPath)
 		if !cib.Sensitive || cib.Mode != 0o600 {
 			t.Errorf("%s cib.xml: mode %o sensitive %v", node, cib.Mode, cib.Sensitive)
 		}
@@ -122,32 +92,23 @@ func TestClusterFilesReference(t *testing.T) {
 		} else if cib.Action != nil {
 			t.Errorf("%s cib.xml action = %+v, want none (only %s loads it)", node, cib.Action, clMembers[0])
 		}
-		rhcs := clFile(t, out, node, rhcsConfPath)
+		rhcs := fileAt(t, out, node, rhcsConfPath)
 		if !rhcs.Sensitive || rhcs.Mode != 0o600 || rhcs.Action != nil {
 			t.Errorf("%s cluster.conf: mode %o sensitive %v action %+v", node, rhcs.Mode, rhcs.Sensitive, rhcs.Action)
 		}
 		// Every member gets the same bytes.
 		first := out.Host(clMembers[0])
 		for _, f := range h.Files {
-			if g := clFile(t, out, first.Node, f.Path); !bytes.Equal(f.Content, g.Content) {
+			if g := fileAt(t, out, first.Node, f.Path); !bytes.Equal(f.Content, g.Content) {
 				t.Errorf("%s differs between %s and %s", f.Path, node, first.Node)
 			}
 		}
 	}
 	for _, node := range []string{"proxy1", "loadbalancer", "router"} {
-		if h := out.Host(node); len(h.Files) != 0 || clContains(h.Roles, "backend") {
+		if h := out.Host(node); len(h.Files) != 0 || slices.Contains(h.Roles, "backend") {
 			t.Errorf("%s is not a backend node but has %d files, roles %v", node, len(h.Files), h.Roles)
 		}
 	}
-}
-
-func clContains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // coroSection is a parsed corosync.conf section: key: value lines and
@@ -194,8 +155,8 @@ func parseCorosync(t *testing.T, content []byte) *coroSection {
 }
 
 func TestCorosyncConf(t *testing.T) {
-	out := clRender(t, spectest.Reference(), Options{}, renderCluster)
-	conf := parseCorosync(t, clFile(t, out, "standby", corosyncConfPath).Content)
+	out := renderWith(t, spectest.Reference(), Options{}, renderCluster)
+	conf := parseCorosync(t, fileAt(t, out, "standby", corosyncConfPath).Content)
 	totem := conf.subs["totem"][0].vals
 	for k, want := range map[string]string{"cluster_name": "example", "transport": "knet", "token": "1000",
 		"token_coefficient": "0", "consensus": "1200", "crypto_cipher": "aes256", "crypto_hash": "sha256",
@@ -235,11 +196,11 @@ func TestCorosyncCheck(t *testing.T) {
 		t.Fatal("corosync -t runs in a network namespace of its own, which needs root (as CI has)")
 	}
 	topo := spectest.Reference()
-	out := clRender(t, topo, Options{}, renderCluster)
+	out := renderWith(t, topo, Options{}, renderCluster)
 	dir := t.TempDir()
-	key := clWrite(t, dir, "authkey", clFile(t, out, "axigenode1", corosyncKeyPath).Content)
+	key := clWrite(t, dir, "authkey", fileAt(t, out, "axigenode1", corosyncKeyPath).Content)
 	conf := strings.NewReplacer(corosyncKeyPath, key, corosyncLogPath, filepath.Join(dir, "corosync.log")).
-		Replace(string(clFile(t, out, "axigenode1", corosyncConfPath).Content))
+		Replace(string(fileAt(t, out, "axigenode1", corosyncConfPath).Content))
 	path := clWrite(t, dir, "corosync.conf", []byte(conf))
 	check := func(addr string) error {
 		script := ip + " link set lo up && " + ip + " addr add " + addr + "/32 dev lo && exec " + corosync + " -t -c " + path
@@ -268,8 +229,8 @@ func clTwoNodes() *spec.Topology {
 }
 
 func TestClusterTwoNodes(t *testing.T) {
-	out := clRender(t, clTwoNodes(), Options{}, renderCluster)
-	conf := parseCorosync(t, clFile(t, out, "axigenode1", corosyncConfPath).Content)
+	out := renderWith(t, clTwoNodes(), Options{}, renderCluster)
+	conf := parseCorosync(t, fileAt(t, out, "axigenode1", corosyncConfPath).Content)
 	if q := conf.subs["quorum"][0].vals; q["two_node"] != "1" {
 		t.Errorf("quorum = %v, want two_node: 1", q)
 	}
@@ -279,14 +240,14 @@ func TestClusterTwoNodes(t *testing.T) {
 	if out.Host("ldapnode").Files != nil {
 		t.Error("ldapnode is in no node list but got files")
 	}
-	cib := clParseCIB(t, clFile(t, out, "axigenode1", cibPath).Content)
+	cib := clParseCIB(t, fileAt(t, out, "axigenode1", cibPath).Content)
 	if got := cib.param("fence-apc1", "pcmk_delay_max"); got == "" {
 		t.Error("two nodes: the stonith resource has no pcmk_delay_max against a fence race")
 	}
 	if got := cib.param("fence-apc1", "pcmk_host_map"); got != "axigenode1:2;standby:4" {
 		t.Errorf("pcmk_host_map = %q", got)
 	}
-	rhcs := clParseRHCS(t, clFile(t, out, "axigenode1", rhcsConfPath).Content)
+	rhcs := clParseRHCS(t, fileAt(t, out, "axigenode1", rhcsConfPath).Content)
 	if rhcs.CMan == nil || rhcs.CMan.TwoNode != "1" || rhcs.CMan.ExpectedVotes != "1" {
 		t.Errorf("cluster.conf cman = %+v, want two_node 1, expected_votes 1", rhcs.CMan)
 	}
@@ -379,8 +340,8 @@ func (c *clCIB) locations(rsc string) string {
 }
 
 func TestCIBReference(t *testing.T) {
-	out := clRender(t, spectest.Reference(), Options{}, renderCluster)
-	cib := clParseCIB(t, clFile(t, out, "axigenode1", cibPath).Content)
+	out := renderWith(t, spectest.Reference(), Options{}, renderCluster)
+	cib := clParseCIB(t, fileAt(t, out, "axigenode1", cibPath).Content)
 
 	if cib.ValidateWith != "pacemaker-3.0" || cib.AdminEpoch == nil || cib.Epoch == nil || cib.NumUpdates == nil {
 		t.Errorf("cib attributes: validate-with %q, admin_epoch/epoch/num_updates present: %v %v %v",
@@ -472,8 +433,8 @@ func TestCIBLocationScores(t *testing.T) {
 func TestCIBVerify(t *testing.T) {
 	crmVerify := clTool(t, "crm_verify", "pacemaker-cli-utils")
 	for name, topo := range map[string]*spec.Topology{"reference": spectest.Reference(), "two-nodes": clTwoNodes()} {
-		out := clRender(t, topo, Options{}, renderCluster)
-		p := clWrite(t, t.TempDir(), "cib.xml", clFile(t, out, "axigenode1", cibPath).Content)
+		out := renderWith(t, topo, Options{}, renderCluster)
+		p := clWrite(t, t.TempDir(), "cib.xml", fileAt(t, out, "axigenode1", cibPath).Content)
 		cmd := exec.Command(crmVerify, "--xml-file", p, "-V")
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("%s: crm_verify: %v\n%s", name, err, msg)
@@ -488,8 +449,8 @@ func TestCIBPlacement(t *testing.T) {
 	sim := clTool(t, "crm_simulate", "pacemaker-cli-utils")
 	crmResource := clTool(t, "crm_resource", "pacemaker-cli-utils")
 	dir := t.TempDir()
-	out := clRender(t, spectest.Reference(), Options{}, renderCluster)
-	state := clWrite(t, dir, "cib.xml", clFile(t, out, "axigenode1", cibPath).Content)
+	out := renderWith(t, spectest.Reference(), Options{}, renderCluster)
+	state := clWrite(t, dir, "cib.xml", fileAt(t, out, "axigenode1", cibPath).Content)
 	step := 0
 	// run applies an event, then lets the scheduler run until it has
 	// nothing left to do (probes, starts, monitors).
@@ -543,9 +504,9 @@ func TestCIBPlacement(t *testing.T) {
 }
 
 func TestCIBAdminEpoch(t *testing.T) {
-	first := clRender(t, spectest.Reference(), Options{}, renderCluster)
-	v1 := clFile(t, first, "axigenode1", cibPath).Content
-	r1 := clFile(t, first, "axigenode1", rhcsConfPath).Content
+	first := renderWith(t, spectest.Reference(), Options{}, renderCluster)
+	v1 := fileAt(t, first, "axigenode1", cibPath).Content
+	r1 := fileAt(t, first, "axigenode1", rhcsConfPath).Content
 	if e, _ := cibAdminEpoch(v1); e != 1 {
 		t.Fatalf("admin_epoch without a current CIB = %d, want 1", e)
 	}
@@ -557,12 +518,12 @@ func TestCIBAdminEpoch(t *testing.T) {
 	}
 
 	// Unchanged: the same bytes, so the plan finds nothing to do.
-	same := clRender(t, spectest.Reference(), current(map[string][]byte{"axigenode1" + cibPath: v1, "standby" + cibPath: v1,
+	same := renderWith(t, spectest.Reference(), current(map[string][]byte{"axigenode1" + cibPath: v1, "standby" + cibPath: v1,
 		"axigenode1" + rhcsConfPath: r1}), renderCluster)
-	if got := clFile(t, same, "axigenode1", cibPath).Content; !bytes.Equal(got, v1) {
+	if got := fileAt(t, same, "axigenode1", cibPath).Content; !bytes.Equal(got, v1) {
 		t.Error("an unchanged CIB was rendered with other bytes")
 	}
-	if got := clFile(t, same, "axigenode1", rhcsConfPath).Content; !bytes.Equal(got, r1) {
+	if got := fileAt(t, same, "axigenode1", rhcsConfPath).Content; !bytes.Equal(got, r1) {
 		t.Error("an unchanged cluster.conf was rendered with other bytes")
 	}
 
@@ -570,20 +531,20 @@ func TestCIBAdminEpoch(t *testing.T) {
 	changed := spectest.Reference()
 	changed.Instances[0].Nodes = changed.Instances[0].Nodes[:1]
 	old := bytes.Replace(v1, []byte(`admin_epoch="1"`), []byte(`admin_epoch="7"`), 1)
-	grown := clRender(t, changed, current(map[string][]byte{"axigenode1" + cibPath: v1, "standby" + cibPath: old,
+	grown := renderWith(t, changed, current(map[string][]byte{"axigenode1" + cibPath: v1, "standby" + cibPath: old,
 		"axigenode2" + rhcsConfPath: r1}), renderCluster)
-	if e, _ := cibAdminEpoch(clFile(t, grown, "axigenode1", cibPath).Content); e != 8 {
+	if e, _ := cibAdminEpoch(fileAt(t, grown, "axigenode1", cibPath).Content); e != 8 {
 		t.Errorf("admin_epoch after a change = %d, want 8", e)
 	}
-	if v, _ := rhcsConfigVersion(clFile(t, grown, "ldapnode", rhcsConfPath).Content); v != 2 {
+	if v, _ := rhcsConfigVersion(fileAt(t, grown, "ldapnode", rhcsConfPath).Content); v != 2 {
 		t.Errorf("config_version after a change = %d, want 2", v)
 	}
 
 	// Back to the first topology, whose CIB some node still has at epoch 1:
 	// the cluster holds a larger one now, so it must grow again.
-	g := clFile(t, grown, "axigenode1", cibPath).Content
-	back := clRender(t, spectest.Reference(), current(map[string][]byte{"axigenode1" + cibPath: g, "standby" + cibPath: v1}), renderCluster)
-	if e, _ := cibAdminEpoch(clFile(t, back, "axigenode1", cibPath).Content); e != 9 {
+	g := fileAt(t, grown, "axigenode1", cibPath).Content
+	back := renderWith(t, spectest.Reference(), current(map[string][]byte{"axigenode1" + cibPath: g, "standby" + cibPath: v1}), renderCluster)
+	if e, _ := cibAdminEpoch(fileAt(t, back, "axigenode1", cibPath).Content); e != 9 {
 		t.Errorf("admin_epoch going back to an older CIB = %d, want 9", e)
 	}
 }
@@ -652,8 +613,8 @@ func clParseRHCS(t *testing.T, content []byte) *clRHCS {
 }
 
 func TestRHCSClusterConf(t *testing.T) {
-	out := clRender(t, spectest.Reference(), Options{}, renderCluster)
-	c := clParseRHCS(t, clFile(t, out, "ldapnode", rhcsConfPath).Content)
+	out := renderWith(t, spectest.Reference(), Options{}, renderCluster)
+	c := clParseRHCS(t, fileAt(t, out, "ldapnode", rhcsConfPath).Content)
 	if c.Name != "example" || c.ConfigVersion != "1" || c.CMan != nil {
 		t.Errorf("cluster name %q config_version %q cman %+v", c.Name, c.ConfigVersion, c.CMan)
 	}
@@ -717,11 +678,11 @@ func TestRHCSClusterConf(t *testing.T) {
 func TestClusterEscapesXML(t *testing.T) {
 	topo := spectest.Reference()
 	topo.Fences[0].Password.Value = `p<w>&"'`
-	out := clRender(t, topo, Options{}, renderCluster)
-	if got := clParseCIB(t, clFile(t, out, "standby", cibPath).Content).param("fence-apc1", "password"); got != topo.Fences[0].Password.Value {
+	out := renderWith(t, topo, Options{}, renderCluster)
+	if got := clParseCIB(t, fileAt(t, out, "standby", cibPath).Content).param("fence-apc1", "password"); got != topo.Fences[0].Password.Value {
 		t.Errorf("cib password = %q, want %q", got, topo.Fences[0].Password.Value)
 	}
-	if got := clParseRHCS(t, clFile(t, out, "standby", rhcsConfPath).Content).FenceDevices[0].Passwd; got != topo.Fences[0].Password.Value {
+	if got := clParseRHCS(t, fileAt(t, out, "standby", rhcsConfPath).Content).FenceDevices[0].Passwd; got != topo.Fences[0].Password.Value {
 		t.Errorf("cluster.conf passwd = %q, want %q", got, topo.Fences[0].Password.Value)
 	}
 }
@@ -743,7 +704,7 @@ func TestClusterIDClash(t *testing.T) {
 func TestClusterNone(t *testing.T) {
 	topo := spectest.Reference()
 	topo.Instances, topo.Directory = nil, nil
-	out := clRender(t, topo, Options{}, renderCluster)
+	out := renderWith(t, topo, Options{}, renderCluster)
 	for _, h := range out.Hosts {
 		if len(h.Files) != 0 {
 			t.Errorf("no instance and no directory, but %s has files", h.Node)
@@ -752,11 +713,11 @@ func TestClusterNone(t *testing.T) {
 }
 
 func TestClusterDeterministic(t *testing.T) {
-	a := clRender(t, spectest.Reference(), Options{}, renderCluster, renderLDAP)
-	b := clRender(t, spectest.Reference(), Options{}, renderCluster, renderLDAP)
+	a := renderWith(t, spectest.Reference(), Options{}, renderCluster, renderLDAP)
+	b := renderWith(t, spectest.Reference(), Options{}, renderCluster, renderLDAP)
 	for _, h := range a.Hosts {
 		for _, f := range h.Files {
-			if g := clFile(t, b, h.Node, f.Path); !bytes.Equal(f.Content, g.Content) || f.Mode != g.Mode {
+			if g := fileAt(t, b, h.Node, f.Path); !bytes.Equal(f.Content, g.Content) || f.Mode != g.Mode {
 				t.Errorf("%s on %s differs between two renders", f.Path, h.Node)
 			}
 		}
@@ -764,9 +725,9 @@ func TestClusterDeterministic(t *testing.T) {
 }
 
 func TestClusterGolden(t *testing.T) {
-	out := clRender(t, spectest.Reference(), Options{}, renderCluster)
+	out := renderWith(t, spectest.Reference(), Options{}, renderCluster)
 	for _, p := range []string{corosyncConfPath, cibPath, rhcsConfPath} {
-		checkGolden(t, "axigenode1"+p, clFile(t, out, "axigenode1", p).Content)
+		checkGolden(t, "axigenode1"+p, fileAt(t, out, "axigenode1", p).Content)
 	}
 }
 
@@ -783,11 +744,11 @@ func TestClusterUnknownSecrets(t *testing.T) {
 	topo := spectest.Reference()
 	topo.Fences[0].Password = spec.Secret{Source: "env MAILFLEET_FENCE"}
 	topo.Directory.AdminPassword = spec.Secret{Source: "env MAILFLEET_LDAP_ADMIN"}
-	out := clRender(t, topo, Options{AllowUnknownSecrets: true}, renderCluster, renderLDAP)
-	if got := clParseCIB(t, clFile(t, out, "standby", cibPath).Content).param("fence-apc1", "password"); got != "(secret not available: env MAILFLEET_FENCE)" {
+	out := renderWith(t, topo, Options{AllowUnknownSecrets: true}, renderCluster, renderLDAP)
+	if got := clParseCIB(t, fileAt(t, out, "standby", cibPath).Content).param("fence-apc1", "password"); got != "(secret not available: env MAILFLEET_FENCE)" {
 		t.Errorf("an unknown fence password renders as %q", got)
 	}
-	if conf := clFile(t, out, "standby", slapdConfPath).Content; !bytes.Contains(conf, []byte("rootpw {SSHA}")) {
+	if conf := fileAt(t, out, "standby", slapdConfPath).Content; !bytes.Contains(conf, []byte("rootpw {SSHA}")) {
 		t.Error("an unknown admin password left no rootpw")
 	}
 }

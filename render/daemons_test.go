@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,27 +18,7 @@ import (
 // keepalived and units.
 func renderDaemons(t *testing.T, tp *spec.Topology) *Output {
 	t.Helper()
-	b := newBuilder(tp)
-	b.opts = Options{}
-	for _, step := range []struct {
-		name string
-		fn   func(*builder) error
-	}{
-		{"balancer", renderBalancer},
-		{"keepalived", renderKeepalived},
-		{"frontend", renderFrontend},
-		{"store", renderStore},
-		{"units", renderUnits},
-	} {
-		if err := step.fn(b); err != nil {
-			t.Fatalf("render/%s: %v", step.name, err)
-		}
-	}
-	out, err := b.output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return renderWith(t, tp, Options{}, renderBalancer, renderKeepalived, renderFrontend, renderStore, renderUnits)
 }
 
 func dmHasFile(h *Host, p string) bool {
@@ -46,30 +27,6 @@ func dmHasFile(h *Host, p string) bool {
 	}
 	for _, f := range h.Files {
 		if f.Path == p {
-			return true
-		}
-	}
-	return false
-}
-
-func dmFile(t *testing.T, out *Output, node, p string) *File {
-	t.Helper()
-	h := out.Host(node)
-	if h == nil {
-		t.Fatalf("no host %s", node)
-	}
-	for _, f := range h.Files {
-		if f.Path == p {
-			return f
-		}
-	}
-	t.Fatalf("%s has no %s", node, p)
-	return nil
-}
-
-func dmContains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
 			return true
 		}
 	}
@@ -123,10 +80,10 @@ func TestDaemonConfigsDecode(t *testing.T) {
 func TestBalancerConfig(t *testing.T) {
 	out := renderDaemons(t, spectest.Reference())
 	for _, node := range []string{"loadbalancer", "loadbalancer2"} {
-		f := dmFile(t, out, node, balancerConfigPath)
+		f := fileAt(t, out, node, balancerConfigPath)
 		c := dmDecode[config.Balancer](t, f)
 		h := out.Host(node)
-		if !dmContains(h.Roles, "balancer") || !dmContains(h.Packages, "keepalived") {
+		if !slices.Contains(h.Roles, "balancer") || !slices.Contains(h.Packages, "keepalived") {
 			t.Errorf("%s: roles %v packages %v", node, h.Roles, h.Packages)
 		}
 		if f.Action == nil || f.Action.Name != "reload mailfleetd-balancer" || !strings.Contains(f.Action.Command, "reload") {
@@ -169,10 +126,10 @@ func TestFrontendConfig(t *testing.T) {
 	tp := spectest.Reference()
 	out := renderDaemons(t, tp)
 	for i, node := range []string{"proxy1", "proxy2", "proxy3"} {
-		f := dmFile(t, out, node, frontendConfigPath)
+		f := fileAt(t, out, node, frontendConfigPath)
 		c := dmDecode[config.Frontend](t, f)
 		addr := tp.Frontends[0].Nodes[i].Address.String()
-		if !dmContains(out.Host(node).Roles, "frontend") {
+		if !slices.Contains(out.Host(node).Roles, "frontend") {
 			t.Errorf("%s: roles %v", node, out.Host(node).Roles)
 		}
 		if f.Action == nil || f.Action.Name != "restart mailfleetd-frontend" || f.Action.Order != OrderDaemon {
@@ -202,7 +159,7 @@ func TestFrontendConfig(t *testing.T) {
 			c.LDAP.Filter != "(&(uid=%e)(objectClass=inetLocalMailRecipient))" {
 			t.Errorf("%s: ldap %+v", node, c.LDAP)
 		}
-		pw := dmFile(t, out, node, ldapServiceSecret)
+		pw := fileAt(t, out, node, ldapServiceSecret)
 		if string(pw.Content) != "service-pw" || pw.Mode != 0o640 || pw.Owner != "root" || pw.Group != "mailfleet" || !pw.Sensitive {
 			t.Errorf("%s: ldap secret file %o %s:%s sensitive=%v", node, pw.Mode, pw.Owner, pw.Group, pw.Sensitive)
 		}
@@ -234,14 +191,14 @@ func TestFrontendProxyProtocol(t *testing.T) {
 	tp := spectest.Reference()
 	tp.Balancers[0].ProxyProtocol = true
 	out := renderDaemons(t, tp)
-	c := dmDecode[config.Frontend](t, dmFile(t, out, "proxy2", frontendConfigPath))
+	c := dmDecode[config.Frontend](t, fileAt(t, out, "proxy2", frontendConfigPath))
 	if strings.Join(c.TrustedBalancers, " ") != "198.51.100.10/32 198.51.100.11/32" {
 		t.Errorf("trusted balancers %v, want the two balancer nodes", c.TrustedBalancers)
 	}
 	if c.Limits.MaxPerClient == 0 {
 		t.Errorf("with the PROXY protocol the front-end knows clients and caps them: %+v", c.Limits)
 	}
-	bc := dmDecode[config.Balancer](t, dmFile(t, out, "loadbalancer", balancerConfigPath))
+	bc := dmDecode[config.Balancer](t, fileAt(t, out, "loadbalancer", balancerConfigPath))
 	for _, s := range bc.Services {
 		if !s.ProxyProtocol {
 			t.Errorf("balancer service %s: proxy_protocol off", s.Name)
@@ -258,9 +215,9 @@ func TestStoreConfig(t *testing.T) {
 		var first []byte
 		for _, node := range nodes {
 			p := "/etc/mailfleet/store-" + inst + ".json"
-			f := dmFile(t, out, node, p)
+			f := fileAt(t, out, node, p)
 			c := dmDecode[config.Store](t, f)
-			if !dmContains(out.Host(node).Roles, "backend") {
+			if !slices.Contains(out.Host(node).Roles, "backend") {
 				t.Errorf("%s: roles %v", node, out.Host(node).Roles)
 			}
 			// Pacemaker owns the store: nothing may restart it.
@@ -298,12 +255,12 @@ func TestStoreConfig(t *testing.T) {
 			if !c.TLS.Enabled() || c.Limits.MaxPerClient != 0 {
 				t.Errorf("%s %s: tls %+v limits %+v", node, inst, c.TLS, c.Limits)
 			}
-			sec := dmFile(t, out, node, c.AdminSecretFile)
+			sec := fileAt(t, out, node, c.AdminSecretFile)
 			if c.AdminSecretFile != "/etc/mailfleet/secrets/admin-"+inst || string(sec.Content) != "admin-secret-"+inst ||
 				sec.Mode != 0o640 || sec.Owner != "root" || sec.Group != "mailfleet" || !sec.Sensitive || sec.Action != nil {
 				t.Errorf("%s: admin secret %s %o %s:%s sensitive=%v action=%v", node, c.AdminSecretFile, sec.Mode, sec.Owner, sec.Group, sec.Sensitive, sec.Action)
 			}
-			if pw := dmFile(t, out, node, ldapServiceSecret); string(pw.Content) != "service-pw" || pw.Action != nil {
+			if pw := fileAt(t, out, node, ldapServiceSecret); string(pw.Content) != "service-pw" || pw.Action != nil {
 				t.Errorf("%s: ldap secret %q action %v", node, pw.Content, pw.Action)
 			}
 		}
@@ -324,13 +281,13 @@ func TestStoreAdminSecretDerived(t *testing.T) {
 	tp := spectest.Reference()
 	tp.Instances[0].AdminSecret = spec.Secret{Known: true, Source: "not given"}
 	out := renderDaemons(t, tp)
-	a := dmFile(t, out, "axigenode1", "/etc/mailfleet/secrets/admin-AXIGEN1").Content
-	s := dmFile(t, out, "standby", "/etc/mailfleet/secrets/admin-AXIGEN1").Content
+	a := fileAt(t, out, "axigenode1", "/etc/mailfleet/secrets/admin-AXIGEN1").Content
+	s := fileAt(t, out, "standby", "/etc/mailfleet/secrets/admin-AXIGEN1").Content
 	want := NewKeys("site-secret-for-tests").Token("admin/AXIGEN1", 32)
 	if string(a) != want || string(s) != want {
 		t.Errorf("derived admin secret %q / %q, want Keys.Token(admin/AXIGEN1, 32)", a, s)
 	}
-	if other := dmFile(t, out, "standby", "/etc/mailfleet/secrets/admin-AXIGEN2").Content; string(other) != "admin-secret-AXIGEN2" {
+	if other := fileAt(t, out, "standby", "/etc/mailfleet/secrets/admin-AXIGEN2").Content; string(other) != "admin-secret-AXIGEN2" {
 		t.Errorf("AXIGEN2's given secret became %q", other)
 	}
 }
@@ -340,7 +297,7 @@ func TestStoreListenersLMTP(t *testing.T) {
 	tp.Instances[1].Listeners["lmtp"] = 24
 	tp.Frontends[0].SMTP.LMTP = true
 	out := renderDaemons(t, tp)
-	c := dmDecode[config.Store](t, dmFile(t, out, "axigenode2", "/etc/mailfleet/store-AXIGEN2.json"))
+	c := dmDecode[config.Store](t, fileAt(t, out, "axigenode2", "/etc/mailfleet/store-AXIGEN2.json"))
 	if c.Listeners["lmtp"] != "10.0.0.202:24" || c.Listeners["web"] != "" {
 		t.Errorf("listeners %v", c.Listeners)
 	}
@@ -350,7 +307,7 @@ func TestStoreListenersLMTP(t *testing.T) {
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `unknown listener kind "web"`) {
 		t.Errorf("a web listener passed Validate: %v", err)
 	}
-	fc := dmDecode[config.Frontend](t, dmFile(t, out, "proxy1", frontendConfigPath))
+	fc := dmDecode[config.Frontend](t, fileAt(t, out, "proxy1", frontendConfigPath))
 	if !fc.SMTP.LMTP || fc.Instances["axigen2.backend.cluster"].LMTP != "10.0.0.202:24" {
 		t.Errorf("frontend smtp %+v, AXIGEN2 route %+v", fc.SMTP, fc.Instances["axigen2.backend.cluster"])
 	}
@@ -371,7 +328,7 @@ func TestDaemonSecrets(t *testing.T) {
 		"site-secret-for-tests": func(string, string) bool { return false },
 	}
 	for _, h := range out.Hosts {
-		frontend := dmContains(h.Roles, "frontend") || dmContains(h.Roles, "balancer")
+		frontend := slices.Contains(h.Roles, "frontend") || slices.Contains(h.Roles, "balancer")
 		for _, f := range h.Files {
 			secret := false
 			for v, ok := range allowed {
@@ -446,11 +403,11 @@ func TestDaemonsSharedNode(t *testing.T) {
 	}
 	fe.Nodes = append(fe.Nodes, standby)
 	out := renderDaemons(t, tp)
-	pw := dmFile(t, out, "standby", ldapServiceSecret)
+	pw := fileAt(t, out, "standby", ldapServiceSecret)
 	if pw.Action == nil || pw.Action.Name != "restart mailfleetd-frontend" {
 		t.Errorf("shared ldap secret action %+v", pw.Action)
 	}
-	c := dmDecode[config.Frontend](t, dmFile(t, out, "standby", frontendConfigPath))
+	c := dmDecode[config.Frontend](t, fileAt(t, out, "standby", frontendConfigPath))
 	if _, err := netip.ParseAddrPort(c.IMAP.Listen); err != nil || !strings.HasPrefix(c.IMAP.Listen, "10.0.0.13:") {
 		t.Errorf("standby front-end listens on %q", c.IMAP.Listen)
 	}

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,16 +16,7 @@ import (
 
 func renderKeepalivedOnly(t *testing.T, tp *spec.Topology) *Output {
 	t.Helper()
-	b := newBuilder(tp)
-	b.opts = Options{}
-	if err := renderKeepalived(b); err != nil {
-		t.Fatal(err)
-	}
-	out, err := b.output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return renderWith(t, tp, Options{}, renderKeepalived)
 }
 
 // keepalivedCheck runs keepalived's own parser on conf, once as the default
@@ -61,7 +53,7 @@ func keepalivedCheck(t *testing.T, name string, conf []byte) {
 func TestKeepalivedReference(t *testing.T) {
 	out := renderKeepalivedOnly(t, spectest.Reference())
 	for _, node := range []string{"loadbalancer", "loadbalancer2"} {
-		f := dmFile(t, out, node, keepalivedConfigPath)
+		f := fileAt(t, out, node, keepalivedConfigPath)
 		conf := string(f.Content)
 		if f.Mode != 0o600 || !f.Sensitive || f.Owner != "root" {
 			t.Errorf("%s: keepalived.conf is %o %s sensitive=%v, want 0600 root and sensitive (VRRP password)", node, f.Mode, f.Owner, f.Sensitive)
@@ -73,7 +65,7 @@ func TestKeepalivedReference(t *testing.T) {
 			t.Errorf("%s: no generated-by line", node)
 		}
 		keepalivedCheck(t, node, f.Content)
-		if !dmContains(out.Host(node).Packages, "keepalived") {
+		if !slices.Contains(out.Host(node).Packages, "keepalived") {
 			t.Errorf("%s: packages %v lack keepalived", node, out.Host(node).Packages)
 		}
 
@@ -145,7 +137,7 @@ func TestKeepalivedSchedulersAndHealth(t *testing.T) {
 	bl.Services[0].Health.Fall = 3
 	bl.Services[1].Scheduler = spec.RoundRobin
 	out := renderKeepalivedOnly(t, tp)
-	f := dmFile(t, out, "loadbalancer", keepalivedConfigPath)
+	f := fileAt(t, out, "loadbalancer", keepalivedConfigPath)
 	conf := string(f.Content)
 	for _, want := range []string{
 		"@mailfleet_ipvs     lb_algo wlc\n",
@@ -175,24 +167,24 @@ func TestKeepalivedPassword(t *testing.T) {
 	tp := spectest.Reference()
 	tp.Balancers[0].VRRP.Password = spec.Secret{}
 	out := renderKeepalivedOnly(t, tp)
-	p1 := authPass(dmFile(t, out, "loadbalancer", keepalivedConfigPath).Content)
-	p2 := authPass(dmFile(t, out, "loadbalancer2", keepalivedConfigPath).Content)
+	p1 := authPass(fileAt(t, out, "loadbalancer", keepalivedConfigPath).Content)
+	p2 := authPass(fileAt(t, out, "loadbalancer2", keepalivedConfigPath).Content)
 	if p1 != p2 || len(p1) != vrrpPassLen {
 		t.Errorf("derived passwords %q and %q: want the same %d characters on both nodes", p1, p2, vrrpPassLen)
 	}
-	if again := authPass(dmFile(t, renderKeepalivedOnly(t, tp), "loadbalancer", keepalivedConfigPath).Content); again != p1 {
+	if again := authPass(fileAt(t, renderKeepalivedOnly(t, tp), "loadbalancer", keepalivedConfigPath).Content); again != p1 {
 		t.Errorf("derived password changed between renders: %q, %q", p1, again)
 	}
-	keepalivedCheck(t, "derived", dmFile(t, out, "loadbalancer", keepalivedConfigPath).Content)
+	keepalivedCheck(t, "derived", fileAt(t, out, "loadbalancer", keepalivedConfigPath).Content)
 
 	// Longer than VRRP's 8 octets: cut as keepalived would, without its warning.
 	tp = spectest.Reference()
 	tp.Balancers[0].VRRP.Password = spec.Secret{Value: "0123456789abc", Known: true}
 	out = renderKeepalivedOnly(t, tp)
-	if got := authPass(dmFile(t, out, "loadbalancer", keepalivedConfigPath).Content); got != "01234567" {
+	if got := authPass(fileAt(t, out, "loadbalancer", keepalivedConfigPath).Content); got != "01234567" {
 		t.Errorf("long password rendered as %q, want 01234567", got)
 	}
-	keepalivedCheck(t, "long", dmFile(t, out, "loadbalancer", keepalivedConfigPath).Content)
+	keepalivedCheck(t, "long", fileAt(t, out, "loadbalancer", keepalivedConfigPath).Content)
 
 	// A character keepalived would read as a comment or a parameter.
 	for _, bad := range []string{"pw#1", "a b", "x$y", "p!w"} {
@@ -214,14 +206,14 @@ func TestKeepalivedSingleNode(t *testing.T) {
 	tp := spectest.Reference()
 	tp.Balancers[0].Nodes = tp.Balancers[0].Nodes[:1]
 	out := renderKeepalivedOnly(t, tp)
-	if h := out.Host("loadbalancer"); dmHasFile(h, keepalivedConfigPath) || dmContains(h.Packages, "keepalived") {
+	if h := out.Host("loadbalancer"); dmHasFile(h, keepalivedConfigPath) || slices.Contains(h.Packages, "keepalived") {
 		t.Errorf("a single balancer node got keepalived (packages %v)", h.Packages)
 	}
 	b := newBuilder(tp)
 	if err := renderBalancer(b); err != nil {
 		t.Fatal(err)
 	}
-	if h := b.host("loadbalancer"); dmContains(h.Packages, "keepalived") {
+	if h := b.host("loadbalancer"); slices.Contains(h.Packages, "keepalived") {
 		t.Errorf("renderBalancer asks for keepalived on a single node: %v", h.Packages)
 	}
 }

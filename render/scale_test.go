@@ -56,7 +56,7 @@ func TestFrontendDocumentIsWholeEncoding(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got := dmFile(t, out, n.Name, frontendConfigPath).Content
+				got := fileAt(t, out, n.Name, frontendConfigPath).Content
 				if !bytes.Equal(got, want) {
 					t.Errorf("%s: %s: spliced frontend.json differs from the whole encoding:\n%s", name, n.Name,
 						firstDifference(string(want), string(got)))

@@ -12,16 +12,7 @@ import (
 
 func renderUnitsOnly(t *testing.T) *Output {
 	t.Helper()
-	b := newBuilder(spectest.Reference())
-	b.opts = Options{}
-	if err := renderUnits(b); err != nil {
-		t.Fatal(err)
-	}
-	out, err := b.output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return renderWith(t, spectest.Reference(), Options{}, renderUnits)
 }
 
 // unitKeys parses a unit file into section → key → values, failing on any
@@ -94,7 +85,7 @@ func TestUnitsReference(t *testing.T) {
 
 	check := func(node, p string, want map[string]map[string]string, noInstall bool) {
 		t.Helper()
-		f := dmFile(t, out, node, p)
+		f := fileAt(t, out, node, p)
 		keys := unitKeys(t, p, f.Content)
 		for sec, kv := range want {
 			for k, v := range kv {

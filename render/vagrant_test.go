@@ -103,7 +103,7 @@ func TestVagrantfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := clFile(t, out, WorkstationHost, vagrantfilePath)
+	f := fileAt(t, out, WorkstationHost, vagrantfilePath)
 	if f.Sensitive || f.Mode != 0o644 || f.Action != nil {
 		t.Errorf("Vagrantfile: mode %o sensitive %v action %+v", f.Mode, f.Sensitive, f.Action)
 	}
@@ -241,8 +241,8 @@ func TestVagrantGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := clFile(t, out, WorkstationHost, vagrantfilePath).Content
-	if !bytes.Equal(got, clFile(t, again, WorkstationHost, vagrantfilePath).Content) {
+	got := fileAt(t, out, WorkstationHost, vagrantfilePath).Content
+	if !bytes.Equal(got, fileAt(t, again, WorkstationHost, vagrantfilePath).Content) {
 		t.Error("the Vagrantfile differs between two renders")
 	}
 	checkGolden(t, WorkstationHost+vagrantfilePath, got)
