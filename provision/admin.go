@@ -63,8 +63,17 @@ type AdminClient struct {
 // NewAdminClient reaches the admin listener addr (VIP:port); TLS, verified
 // against caFile (or the system roots) for serverName, when useTLS.
 func NewAdminClient(name, fqdn string, addr netip.AddrPort, secret string, useTLS bool, caFile string) (*AdminClient, error) {
+	return newAdminClient(name, fqdn, addr, secret, useTLS, caFile, nil)
+}
+
+// newAdminClient is NewAdminClient with the connections opened by dial
+// (nil: directly).
+func newAdminClient(name, fqdn string, addr netip.AddrPort, secret string, useTLS bool, caFile string, dial Dialer) (*AdminClient, error) {
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	}
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		DialContext:         dial,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     30 * time.Second,
 	}

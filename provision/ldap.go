@@ -1,11 +1,13 @@
 package provision
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -33,7 +35,15 @@ type Directory struct {
 	tlsCfg                 *tls.Config
 	startTLS               bool
 	Timeout                time.Duration
+	// dial, when set, opens the TCP connection (through an SSH jump host,
+	// say); nil dials directly.
+	dial Dialer
 }
+
+// Dialer opens a connection to addr ("host:port"), as net.Dialer's
+// DialContext does; the account commands pass one that tunnels through the
+// topology's jump host.
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // NewDirectory describes how to reach and bind to the directory.
 func NewDirectory(url, base, adminDN, password, hostAttr string, startTLS bool, serverName, caFile string) (*Directory, error) {
@@ -69,11 +79,7 @@ type Conn struct {
 
 // Dial connects and binds as the directory's admin DN.
 func (d *Directory) Dial() (*Conn, error) {
-	opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: d.Timeout})}
-	if d.tlsCfg != nil && strings.HasPrefix(d.url, "ldaps://") {
-		opts = append(opts, ldap.DialWithTLSConfig(d.tlsCfg))
-	}
-	c, err := ldap.DialURL(d.url, opts...)
+	c, err := d.connect()
 	if err != nil {
 		return nil, fmt.Errorf("directory %s: %w", d.url, cleanLDAPErr(err))
 	}
@@ -92,6 +98,47 @@ func (d *Directory) Dial() (*Conn, error) {
 }
 
 func (c *Conn) Close() error { return c.c.Close() }
+
+// connect opens the LDAP connection, directly or through d.dial.
+func (d *Directory) connect() (*ldap.Conn, error) {
+	if d.dial == nil {
+		opts := []ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: d.Timeout})}
+		if d.tlsCfg != nil && strings.HasPrefix(d.url, "ldaps://") {
+			opts = append(opts, ldap.DialWithTLSConfig(d.tlsCfg))
+		}
+		return ldap.DialURL(d.url, opts...)
+	}
+	u, err := url.Parse(d.url)
+	if err != nil {
+		return nil, err
+	}
+	ldaps := u.Scheme == "ldaps"
+	host := u.Host
+	if u.Port() == "" {
+		port := "389"
+		if ldaps {
+			port = "636"
+		}
+		host = net.JoinHostPort(u.Hostname(), port)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d.Timeout)
+	defer cancel()
+	conn, err := d.dial(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	if ldaps {
+		tc := tls.Client(conn, d.tlsCfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		conn = tc
+	}
+	c := ldap.NewConn(conn, ldaps)
+	c.Start()
+	return c, nil
+}
 
 // cleanLDAPErr drops go-ldap's packet dumps and keeps the message, which
 // never holds a password (go-ldap does not echo request values).

@@ -34,8 +34,25 @@ type Site struct {
 	domDone map[string]bool
 }
 
+// Options change how Open reaches the directory and the instances.
+type Options struct {
+	// Dial, when set, returns the dialer for the directory (instance "")
+	// or for instance's admin API; a nil result dials directly. The
+	// account commands use it to go through the topology's jump host.
+	Dial func(instance string) Dialer
+}
+
 // Open reads what provisioning needs from t. Secrets must be known.
-func Open(t *spec.Topology) (*Site, error) {
+func Open(t *spec.Topology) (*Site, error) { return OpenWith(t, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(t *spec.Topology, o Options) (*Site, error) {
+	dialer := func(instance string) Dialer {
+		if o.Dial == nil {
+			return nil
+		}
+		return o.Dial(instance)
+	}
 	d := t.Directory
 	if d == nil {
 		return nil, errors.New("the topology has no directory block: accounts live in LDAP")
@@ -63,6 +80,7 @@ func Open(t *spec.Topology) (*Site, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir.dial = dialer("")
 	s := &Site{Dir: dir, Instances: map[string]*AdminClient{}, Chooser: NewChooser(t), byHost: map[string]string{},
 		domDone: map[string]bool{}}
 	if p := t.Provisioning; p != nil {
@@ -90,7 +108,7 @@ func Open(t *spec.Topology) (*Site, error) {
 		if in.TLS != nil {
 			caFile = in.TLS.CA
 		}
-		ac, err := NewAdminClient(in.Name, in.FQDN(), netip.AddrPortFrom(in.VIP, uint16(port)), secret, in.TLS != nil, caFile)
+		ac, err := newAdminClient(in.Name, in.FQDN(), netip.AddrPortFrom(in.VIP, uint16(port)), secret, in.TLS != nil, caFile, dialer(in.Name))
 		if err != nil {
 			return nil, err
 		}
