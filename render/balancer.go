@@ -19,6 +19,12 @@ const (
 var reloadBalancer = Action{Name: "reload mailfleetd-balancer",
 	Command: "systemctl enable --quiet mailfleetd-balancer && systemctl reload-or-restart mailfleetd-balancer", Order: OrderDaemon}
 
+// restartBalancer runs a new mailfleetd binary: a reload would keep the old
+// program. It cuts the balancer's connections (no drain); the clients
+// reconnect.
+var restartBalancer = Action{Name: "restart mailfleetd-balancer",
+	Command: "systemctl enable --quiet mailfleetd-balancer && systemctl restart mailfleetd-balancer", Order: OrderDaemon}
+
 // renderBalancer writes the config of the L4 balancer on every balancer node.
 // Both nodes of a pair get the same services: the backup listens on the VIPs
 // too, so that it serves the moment keepalived moves them.
@@ -32,7 +38,11 @@ func renderBalancer(b *builder) error {
 			}
 			act := reloadBalancer
 			if err := b.add(n.Name, &File{Path: balancerConfigPath, Mode: 0o644, Owner: "root", Group: "root",
-				Content: content, Action: &act}); err != nil {
+				Content: content, Actions: []*Action{&act}}); err != nil {
+				return err
+			}
+			restart := restartBalancer
+			if err := b.addBinary(n.Name, daemonBinary, daemonBinaryName, 0o755, &restart); err != nil {
 				return err
 			}
 			h := b.host(n.Name)

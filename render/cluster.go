@@ -50,11 +50,28 @@ const (
 
 var clusterPackages = []string{"corosync", "fence-agents", "pacemaker", "resource-agents"}
 
-// restartCorosyncAction: restarting corosync stops Pacemaker with it
-// (pacemaker.service requires corosync.service); naming both makes systemd
-// order the two jobs and start Pacemaker again, also on a first apply.
+// restartCorosyncAction (re)starts corosync with Pacemaker stopped, on every
+// backend node whose corosync.conf or authkey changed; startPacemakerAction
+// starts Pacemaker in the next phase. apply finishes every host's actions of
+// one order before any of a higher order starts, so every node's corosync
+// runs before the first Pacemaker does: a node that is merely late is a
+// member by then, and the others' start-up fencing does not shoot it. Both
+// are enabled, so that a rebooted node joins on its own; on a first apply
+// nothing runs yet and the same two steps bring the cluster up.
 func restartCorosyncAction() *Action {
-	return &Action{Name: "restart corosync", Command: "systemctl restart corosync pacemaker", Order: OrderCluster - 5}
+	return &Action{Name: "restart corosync",
+		Command: "systemctl stop pacemaker; systemctl enable --quiet corosync pacemaker; systemctl restart corosync",
+		Order:   OrderCorosync}
+}
+
+func startPacemakerAction() *Action {
+	return &Action{Name: "start pacemaker", Command: "systemctl start pacemaker", Order: OrderPacemaker}
+}
+
+// clusterStackActions are what a change of corosync.conf or the authkey
+// triggers.
+func clusterStackActions() []*Action {
+	return mustActions(restartCorosyncAction(), startPacemakerAction())
 }
 
 // loadCIBAction replaces the running CIB with the rendered one. The CIB
@@ -114,8 +131,8 @@ func renderCluster(b *builder) error {
 			h.addPackages("slapd", "ldap-utils")
 		}
 		files := []*File{
-			{Path: corosyncConfPath, Content: corosync, Action: restartCorosyncAction()},
-			{Path: corosyncKeyPath, Mode: 0o400, Content: authkey, Sensitive: true, Action: restartCorosyncAction()},
+			{Path: corosyncConfPath, Content: corosync, Actions: clusterStackActions()},
+			{Path: corosyncKeyPath, Mode: 0o400, Content: authkey, Sensitive: true, Actions: clusterStackActions()},
 			{Path: cibPath, Mode: 0o600, Content: cibContent, Sensitive: true},
 			{Path: rhcsConfPath, Mode: 0o600, Content: rhcsContent, Sensitive: true},
 		}
@@ -125,7 +142,7 @@ func renderCluster(b *builder) error {
 		// raised the epoch. The first member by name loads it, the same
 		// node on every apply, so the plan shows one load.
 		if i == 0 {
-			files[2].Action = loadCIBAction()
+			files[2].Actions = []*Action{loadCIBAction()}
 		}
 		for _, f := range files {
 			if err := b.add(n.Name, f); err != nil {
@@ -388,8 +405,25 @@ func cibNewPrimitive(id, class, provider, typ string, params []string, ops []cib
 }
 
 func cibFilesystem(id string, p *spec.Partition, mountpoint string) cibPrimitive {
-	return cibNewPrimitive(id, "ocf", "heartbeat", "Filesystem",
-		[]string{"device", p.Device, "directory", mountpoint, "fstype", partitionFSType(p)}, cibFSOps)
+	params := []string{"device", p.Device, "directory", mountpoint, "fstype", partitionFSType(p)}
+	if p.Options != "" {
+		params = append(params, "options", p.Options)
+	}
+	return cibNewPrimitive(id, "ocf", "heartbeat", "Filesystem", params, cibFSOps)
+}
+
+// storeAgentParams are the parameters of instance i's ocf:mailfleet:store
+// primitive: its config, and the user the agent runs the store as (the one
+// the units of the other daemons name), with the directories the store
+// writes, which the agent gives to that user at every start (a partition
+// mounted afresh has a root-owned root).
+func storeAgentParams(i *spec.Instance) []string {
+	var dirs []string
+	for _, c := range instancePartitions(i) {
+		dirs = append(dirs, c.p.Mountpoint)
+	}
+	dirs = append(dirs, storeLogDir)
+	return []string{"config", storeConfigPath(i), "user", daemonUser, "dirs", strings.Join(dirs, " ")}
 }
 
 // cibIPaddr2 is a VIP; IPaddr2 sends the gratuitous ARP that makes the
@@ -463,7 +497,7 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 		}
 		g.Primitives = append(g.Primitives,
 			cibIPaddr2(i.Name+"-ip", i.VIP, network),
-			cibNewPrimitive(i.Name+"-store", "ocf", "mailfleet", "store", []string{"config", storeConfigPath(i)}, cibStoreOps))
+			cibNewPrimitive(storeResourceID(i), "ocf", "mailfleet", "store", storeAgentParams(i), cibStoreOps))
 		cfg.Resources.Groups = append(cfg.Resources.Groups, g)
 		prefer(i.Name, i.Nodes)
 	}
@@ -480,6 +514,14 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 				"user", "openldap",
 				"group", "openldap",
 				"services", slapdServices(d),
+				// The agent's monitor (and the end of its start) is
+				// an anonymous base search of every suffix, which
+				// fails with 32 until the base entry exists: on an
+				// empty database slapd would never count as started,
+				// and "load ldap base" could never add that entry.
+				// So the suffix is not searched: the monitor checks
+				// the process (and IPaddr2 the VIP).
+				"ignore_suffix", d.Base,
 			}, cibSlapdOps))
 		cfg.Resources.Groups = append(cfg.Resources.Groups, g)
 		prefer(d.Name, d.Nodes)
@@ -797,6 +839,7 @@ type rhcsFS struct {
 	Device       string `xml:"device,attr"`
 	Mountpoint   string `xml:"mountpoint,attr"`
 	FSType       string `xml:"fstype,attr"`
+	Options      string `xml:"options,attr,omitempty"`
 	ForceUnmount int    `xml:"force_unmount,attr"`
 }
 
@@ -864,7 +907,7 @@ func buildRHCS(t *spec.Topology, members []*spec.Node) *rhcsCluster {
 		c.RM.Domains = append(c.RM.Domains, d)
 	}
 	fs := func(name string, p *spec.Partition, mountpoint string) rhcsFS {
-		return rhcsFS{Name: name, Device: p.Device, Mountpoint: mountpoint, FSType: partitionFSType(p), ForceUnmount: 1}
+		return rhcsFS{Name: name, Device: p.Device, Mountpoint: mountpoint, FSType: partitionFSType(p), Options: p.Options, ForceUnmount: 1}
 	}
 	if len(t.Instances) > 0 {
 		c.RM.Resources = append(c.RM.Resources, rhcsScript{Name: rhcsStoreScript, File: storeAgentPath})

@@ -70,14 +70,16 @@ func TestClusterFilesReference(t *testing.T) {
 			t.Errorf("%s: slapd package = %v, want %v", node, !dir, dir)
 		}
 
+		// corosync first everywhere (64), Pacemaker in the next phase (66).
+		const stack = "restart corosync@64, start pacemaker@66"
 		conf := fileAt(t, out, node, corosyncConfPath)
-		if conf.Sensitive || conf.Mode != 0o644 || conf.Action == nil || conf.Action.Name != "restart corosync" || conf.Action.Order != OrderCluster-5 {
-			t.Errorf("%s corosync.conf: mode %o sensitive %v action %+v", node, conf.Mode, conf.Sensitive, conf.Action)
+		if conf.Sensitive || conf.Mode != 0o644 || actionSummary(conf) != stack {
+			t.Errorf("%s corosync.conf: mode %o sensitive %v actions %s", node, conf.Mode, conf.Sensitive, actionSummary(conf))
 		}
 		ak := fileAt(t, out, node, corosyncKeyPath)
-		if !ak.Sensitive || ak.Mode != 0o400 || ak.Owner != "root" || !bytes.Equal(ak.Content, key) || ak.Action == nil || ak.Action.Order != OrderCluster-5 {
-			t.Errorf("%s authkey: mode %o sensitive %v %d bytes, from the site secret %v, action %+v",
-				node, ak.Mode, ak.Sensitive, len(ak.Content), bytes.Equal(ak.Content, key), ak.Action)
+		if !ak.Sensitive || ak.Mode != 0o400 || ak.Owner != "root" || !bytes.Equal(ak.Content, key) || actionSummary(ak) != stack {
+			t.Errorf("%s authkey: mode %o sensitive %v %d bytes, from the site secret %v, actions %s",
+				node, ak.Mode, ak.Sensitive, len(ak.Content), bytes.Equal(ak.Content, key), actionSummary(ak))
 		}
 		cib := fileAt(t, out, node, cibPath)
 		if !cib.Sensitive || cib.Mode != 0o600 {
@@ -85,16 +87,16 @@ func TestClusterFilesReference(t *testing.T) {
 		}
 		// Only the first member by name loads the CIB.
 		if i == 0 {
-			if cib.Action == nil || cib.Action.Name != "load cib" || cib.Action.Order != OrderCluster ||
-				!strings.HasSuffix(cib.Action.Command, "cibadmin --replace --xml-file "+cibPath) {
-				t.Errorf("%s cib.xml action = %+v", node, cib.Action)
+			if a := soleAction(cib); a == nil || a.Name != "load cib" || a.Order != OrderCluster ||
+				!strings.HasSuffix(a.Command, "cibadmin --replace --xml-file "+cibPath) {
+				t.Errorf("%s cib.xml actions = %s", node, actionSummary(cib))
 			}
-		} else if cib.Action != nil {
-			t.Errorf("%s cib.xml action = %+v, want none (only %s loads it)", node, cib.Action, clMembers[0])
+		} else if len(cib.Actions) > 0 {
+			t.Errorf("%s cib.xml actions = %s, want none (only %s loads it)", node, actionSummary(cib), clMembers[0])
 		}
 		rhcs := fileAt(t, out, node, rhcsConfPath)
-		if !rhcs.Sensitive || rhcs.Mode != 0o600 || rhcs.Action != nil {
-			t.Errorf("%s cluster.conf: mode %o sensitive %v action %+v", node, rhcs.Mode, rhcs.Sensitive, rhcs.Action)
+		if !rhcs.Sensitive || rhcs.Mode != 0o600 || len(rhcs.Actions) > 0 {
+			t.Errorf("%s cluster.conf: mode %o sensitive %v actions %s", node, rhcs.Mode, rhcs.Sensitive, actionSummary(rhcs))
 		}
 		// Every member gets the same bytes.
 		first := out.Host(clMembers[0])
@@ -733,7 +735,15 @@ func TestClusterGolden(t *testing.T) {
 
 func TestClusterActionsAreShell(t *testing.T) {
 	sh := clTool(t, "sh", "dash")
-	for _, a := range []*Action{restartCorosyncAction(), loadCIBAction(), restartSlapdAction(spectest.Reference().Directory)} {
+	topo := spectest.Reference()
+	acts := []*Action{restartCorosyncAction(), startPacemakerAction(), loadCIBAction(), restartSlapdAction(topo.Directory),
+		loadLDAPBaseAction(topo.Directory), restartStoreAction(topo.Instances[0])}
+	for _, mode := range []spec.LDAPTLS{spec.LDAPTLSStartTLS, spec.LDAPTLSLDAPS} {
+		d := *topo.Directory
+		d.TLSMode, d.TLS = mode, &spec.TLS{Cert: "/etc/ssl/d.crt", Key: "/etc/ssl/d.key", CA: "/etc/ssl/ca it's.crt"}
+		acts = append(acts, loadLDAPBaseAction(&d))
+	}
+	for _, a := range acts {
 		if msg, err := exec.Command(sh, "-n", "-c", a.Command).CombinedOutput(); err != nil {
 			t.Errorf("%s: %q is not valid sh: %v\n%s", a.Name, a.Command, err, msg)
 		}

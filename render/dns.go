@@ -130,7 +130,7 @@ func renderDNS(b *builder) error {
 			if err != nil {
 				return err
 			}
-			if err := b.add(r.Name, &File{Path: z.path(), Content: content, Action: reloadNamedAction()}); err != nil {
+			if err := b.add(r.Name, &File{Path: z.path(), Content: content, Actions: []*Action{reloadNamedAction()}}); err != nil {
 				return err
 			}
 		}
@@ -138,10 +138,10 @@ func renderDNS(b *builder) error {
 		if err != nil {
 			return err
 		}
-		if err := b.add(r.Name, &File{Path: bindFragment, Content: fragment, Action: reloadNamedAction()}); err != nil {
+		if err := b.add(r.Name, &File{Path: bindFragment, Content: fragment, Actions: []*Action{reloadNamedAction()}}); err != nil {
 			return err
 		}
-		if err := b.add(r.Name, &File{Path: bindNamedConf, Content: []byte(namedConf), Action: reloadNamedAction()}); err != nil {
+		if err := b.add(r.Name, &File{Path: bindNamedConf, Content: []byte(namedConf), Actions: []*Action{reloadNamedAction()}}); err != nil {
 			return err
 		}
 	}

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -30,6 +31,23 @@ func renderWith(t *testing.T, topo *spec.Topology, opts Options, steps ...func(*
 		t.Fatal(err)
 	}
 	return out
+}
+
+// soleAction is f's action when it has exactly one, else nil.
+func soleAction(f *File) *Action {
+	if len(f.Actions) == 1 {
+		return f.Actions[0]
+	}
+	return nil
+}
+
+// actionSummary is f's actions as "name@order" words, in their order.
+func actionSummary(f *File) string {
+	var words []string
+	for _, a := range f.Actions {
+		words = append(words, fmt.Sprintf("%s@%d", a.Name, a.Order))
+	}
+	return strings.Join(words, ", ")
 }
 
 func fileAt(t *testing.T, out *Output, node, path string) *File {
@@ -168,7 +186,7 @@ func TestDNSRouterHost(t *testing.T) {
 		if !bytes.HasPrefix(f.Content, []byte(header)) {
 			t.Errorf("%s does not open with %q", f.Path, header)
 		}
-		if a := f.Action; a == nil || a.Name != "reload named" || a.Order != OrderDaemon || !strings.Contains(a.Command, "rndc reload") {
+		if a := soleAction(f); a == nil || a.Name != "reload named" || a.Order != OrderDaemon || !strings.Contains(a.Command, "rndc reload") {
 			t.Errorf("%s: action %+v, want reload named", f.Path, a)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,9 @@ const (
 	// daemonGroup may read the secret files (0640 root:mailfleet); the
 	// daemons run as the mailfleet user.
 	daemonGroup = "mailfleet"
+	// daemonUser is the system user the daemons run as (systemd's User=
+	// for the balancer and front-end, the store agent's user parameter).
+	daemonUser = "mailfleet"
 	// ldapServiceSecret holds the directory service DN's password, which is
 	// what the connectors bind with unless the topology names another DN.
 	ldapServiceSecret = daemonSecretDir + "/ldap-service"
@@ -81,13 +85,16 @@ func renderFrontend(b *builder) error {
 			if err != nil {
 				return fmt.Errorf("frontend %s on %s: %w", fe.Name, n.Name, err)
 			}
-			cfgAct, secretAct := restartFrontend, restartFrontend
+			cfgAct, secretAct, binAct := restartFrontend, restartFrontend, restartFrontend
 			if err := b.add(n.Name, &File{Path: frontendConfigPath, Mode: 0o644, Owner: "root", Group: "root",
-				Content: content, Action: &cfgAct}); err != nil {
+				Content: content, Actions: []*Action{&cfgAct}}); err != nil {
 				return err
 			}
 			if err := addLDAPSecret(b, n.Name, fe.Connector, &secretAct); err != nil {
 				return fmt.Errorf("frontend %s: %w", fe.Name, err)
+			}
+			if err := b.addBinary(n.Name, daemonBinary, daemonBinaryName, 0o755, &binAct); err != nil {
+				return err
 			}
 			b.host(n.Name).addRole("frontend")
 		}
@@ -354,7 +361,7 @@ func addLDAPSecret(b *builder, node string, c *spec.LDAPConnector, act *Action) 
 	}
 	pw := daemonSecretValue(c.BindPassword, "")
 	return addDaemonFileOnce(b, node, &File{Path: cfgLDAPSecretPath(b.t, c), Mode: 0o640, Owner: "root", Group: daemonGroup,
-		Content: []byte(pw), Sensitive: true, Action: act})
+		Content: []byte(pw), Sensitive: true, Actions: mustActions(act)})
 }
 
 // daemonSecretValue is s's value, or derived when the topology leaves it empty or
@@ -372,20 +379,19 @@ func daemonSecretValue(s spec.Secret, derived string) string {
 	}
 }
 
-// addDaemonFileOnce adds f unless the same file is already on node; a nil action
-// gives way to the other's.
+// addDaemonFileOnce adds f unless the same file is already on node; the
+// file then triggers the actions of both (two different actions of one name
+// are a fault).
 func addDaemonFileOnce(b *builder, node string, f *File) error {
 	if g := b.file(node, f.Path); g != nil {
 		if !bytes.Equal(g.Content, f.Content) || g.Mode != f.Mode || g.Owner != f.Owner || g.Group != f.Group || g.Sensitive != f.Sensitive {
 			return fmt.Errorf("two different files at %s on %s", f.Path, node)
 		}
-		switch {
-		case f.Action == nil:
-		case g.Action == nil:
-			g.Action = f.Action
-		case *g.Action != *f.Action:
-			return fmt.Errorf("%s on %s wants two actions (%s, %s)", f.Path, node, g.Action.Name, f.Action.Name)
+		merged, err := actionList(append(slices.Clone(g.Actions), f.Actions...)...)
+		if err != nil {
+			return fmt.Errorf("%s on %s: %w", f.Path, node, err)
 		}
+		g.Actions = merged
 		return nil
 	}
 	return b.add(node, f)

@@ -106,7 +106,7 @@ func renderKeepalived(b *builder) error {
 			}
 			act := reloadKeepalived
 			if err := b.add(n.Name, &File{Path: keepalivedConfigPath, Mode: 0o600, Owner: "root", Group: "root",
-				Content: content, Sensitive: true, Action: &act}); err != nil {
+				Content: content, Sensitive: true, Actions: []*Action{&act}}); err != nil {
 				return err
 			}
 			h := b.host(n.Name)

@@ -13,8 +13,14 @@ import (
 
 // Where the directory's files go on every directory node.
 const (
-	slapdConfPath  = "/etc/ldap/slapd.conf"
-	ldapBaseLDIF   = "/etc/mailfleet/ldap-base.ldif"
+	slapdConfPath = "/etc/ldap/slapd.conf"
+	ldapBaseLDIF  = "/etc/mailfleet/ldap-base.ldif"
+	// ldapAdminSecret holds the admin DN's password in clear (0600 root),
+	// for ldapadd -y: never on a command line.
+	ldapAdminSecret = daemonSecretDir + "/ldap-admin"
+	// ldapBaseWait is how long "load ldap base" waits for the directory to
+	// answer on its VIP (the cluster starts slapd after the CIB load).
+	ldapBaseWait   = 180
 	slapdSchemaDir = "/etc/ldap/schema"
 	slapdRunDir    = "/run/slapd"
 	slapdModuleDir = "/usr/lib/ldap"
@@ -43,6 +49,46 @@ func restartSlapdAction(d *spec.Directory) *Action {
 		Command: `if [ "$(crm_resource --quiet --locate --resource ` + rsc + ` 2>/dev/null)" = "$(crm_node --name 2>/dev/null)" ]; then ` +
 			`crm_resource --restart --resource ` + rsc + ` --timeout 120s; fi`,
 		Order: OrderDaemon}
+}
+
+// loadLDAPBaseAction adds the base LDIF's entries to the running directory,
+// once: every directory node gets it (the file changes on all of them at
+// once), waits until the directory answers an anonymous base search on its
+// VIP (0, or 32 while the base entry does not exist yet), and then only the
+// node where the cluster runs slapd adds the entries, over the local
+// ldapi:/// socket (where a simple bind is allowed whatever the TLS mode),
+// bound as the admin DN with the password read from a 0600 file. Entries
+// that exist already are left as they are ("Already exists", 68, is
+// success), so the action is idempotent and never overwrites what the
+// directory holds: a changed service password is not applied by it.
+func loadLDAPBaseAction(d *spec.Directory) *Action {
+	rsc := slapdResourceID(d)
+	search := "ldapsearch -x -o nettimeout=5 -H " + shQuote(d.URL())
+	if d.TLSMode == spec.LDAPTLSStartTLS {
+		search += " -ZZ"
+	}
+	search += " -b " + shQuote(d.Base) + " -s base -LLL dn"
+	if d.TLSMode != spec.LDAPTLSNone && d.TLS != nil && d.TLS.CA != "" {
+		search = "LDAPTLS_CACERT=" + shQuote(d.TLS.CA) + " " + search
+	}
+	add := "ldapadd -x -c -H ldapi:/// -D " + shQuote(d.AdminDN) + " -y " + ldapAdminSecret + " -f " + ldapBaseLDIF
+	cmd := "end=$(($(date +%s)+" + fmt.Sprint(ldapBaseWait) + ")); " +
+		"until " + search + " >/dev/null 2>&1; rc=$?; [ $rc -eq 0 ] || [ $rc -eq 32 ]; do " +
+		"if [ $(date +%s) -ge $end ]; then echo " + shQuote("directory "+d.Name+" does not answer on "+d.URL()) + " >&2; exit 1; fi; " +
+		"sleep 1; done; " +
+		`if [ "$(crm_resource --quiet --locate --resource ` + rsc + ` 2>/dev/null)" = "$(crm_node --name 2>/dev/null)" ]; then ` +
+		"out=$(" + add + " 2>&1 >/dev/null); rc=$?; " +
+		`if [ $rc -ne 0 ] && { [ $rc -ne 68 ] || printf '%s\n' "$out" | grep '^ldap_add: ' | grep -qv 'Already exists (68)'; }; then ` +
+		`printf '%s\n' "$out" >&2; exit $rc; fi; fi`
+	return &Action{Name: "load ldap base", Command: cmd, Order: OrderLDAPBase}
+}
+
+// shQuote quotes s as one word for /bin/sh.
+func shQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 type slapdView struct {
@@ -79,18 +125,41 @@ func renderLDAP(b *builder) error {
 	}
 	for _, n := range d.Nodes {
 		h := b.host(n.Name)
+		if setup := slapdDataSetup(d); setup != "" {
+			h.addSetup(setup)
+		}
 		h.addRole("directory")
 		// ldap-utils: the slapd agent monitors with ldapsearch.
 		h.addPackages("slapd", "ldap-utils")
 		if err := b.add(n.Name, &File{Path: slapdConfPath, Mode: 0o640, Owner: "root", Group: "openldap",
-			Content: conf, Sensitive: true, Action: restartSlapdAction(d)}); err != nil {
+			Content: conf, Sensitive: true, Actions: []*Action{restartSlapdAction(d)}}); err != nil {
 			return err
 		}
-		if err := b.add(n.Name, &File{Path: ldapBaseLDIF, Mode: 0o600, Content: ldif, Sensitive: true}); err != nil {
+		if err := b.add(n.Name, &File{Path: ldapBaseLDIF, Mode: 0o600, Content: ldif, Sensitive: true,
+			Actions: []*Action{loadLDAPBaseAction(d)}}); err != nil {
+			return err
+		}
+		if err := b.add(n.Name, &File{Path: ldapAdminSecret, Mode: 0o600, Owner: "root", Group: "root",
+			Content: []byte(clusterSecretValue(d.AdminPassword)), Sensitive: true}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// slapdDataSetup: slapd opens its database as the openldap user, so the
+// data directory must be that user's. A bind-mounted data partition (fstype
+// none) is a directory every directory node sees, so setup gives it to
+// openldap on every apply (once the slapd package has made the user); the
+// root of a block device's file system is for the admin to hand over when
+// making it (mkfs, then chown openldap:openldap its root). "" when there is
+// nothing to do.
+func slapdDataSetup(d *spec.Directory) string {
+	if d.Data == nil || d.Data.FSType != "none" || d.Data.Device == "" {
+		return ""
+	}
+	dev := shQuote(d.Data.Device)
+	return "if [ -d " + dev + " ] && getent passwd openldap >/dev/null; then chown openldap:openldap " + dev + "; fi"
 }
 
 func slapdConf(b *builder, d *spec.Directory) ([]byte, error) {

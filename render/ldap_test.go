@@ -40,14 +40,14 @@ func TestLDAPFilesReference(t *testing.T) {
 		}
 		// Pacemaker runs slapd: the action restarts the primitive through
 		// the cluster, and only where it runs.
-		if a := conf.Action; a == nil || a.Name != "restart slapd" || strings.Contains(a.Command, "systemctl") ||
+		if a := soleAction(conf); a == nil || a.Name != "restart slapd" || strings.Contains(a.Command, "systemctl") ||
 			!strings.Contains(a.Command, "crm_resource --restart --resource "+slapdResourceID(d)) ||
 			!strings.Contains(a.Command, "crm_resource --quiet --locate --resource "+slapdResourceID(d)) {
-			t.Errorf("%s slapd.conf action = %+v", node, conf.Action)
+			t.Errorf("%s slapd.conf action = %+v", node, actionSummary(conf))
 		}
 		ldif := fileAt(t, out, node, ldapBaseLDIF)
-		if !ldif.Sensitive || ldif.Mode != 0o600 || ldif.Action != nil {
-			t.Errorf("%s ldap-base.ldif: mode %o sensitive %v action %+v", node, ldif.Mode, ldif.Sensitive, ldif.Action)
+		if a := soleAction(ldif); !ldif.Sensitive || ldif.Mode != 0o600 || a == nil || a.Name != "load ldap base" || a.Order != OrderLDAPBase {
+			t.Errorf("%s ldap-base.ldif: mode %o sensitive %v action %+v", node, ldif.Mode, ldif.Sensitive, actionSummary(ldif))
 		}
 	}
 	for _, node := range []string{"axigenode1", "proxy1"} {

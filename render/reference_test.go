@@ -37,8 +37,11 @@ func TestExampleReferenceGolden(t *testing.T) {
 	n := 0
 	for _, h := range out.Hosts {
 		for _, f := range h.Files {
-			checkGolden(t, filepath.Join("examples-reference", h.Node+f.Path), f.Content)
 			n++
+			if f.Path == storeAgentPath {
+				continue // templates/mailfleet-store as it is (TestStoreAgentFile)
+			}
+			checkGolden(t, filepath.Join("examples-reference", h.Node+f.Path), f.Content)
 		}
 	}
 	if n < 70 {

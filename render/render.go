@@ -8,16 +8,22 @@
 package render
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/mailfleet/mailfleet/spec"
 )
 
-// Action is what a change to a file triggers on its host. Order decides the
-// sequence when several files of a host change (lower first): kernel
-// settings, then the resolver, then daemons, then the cluster.
+// Action is what a change to a file (or a binary) triggers on its host.
+// Order decides the sequence (lower first): kernel settings, then the
+// resolver, then daemons, then the cluster. apply runs the actions in global
+// phases: every host's actions of one order finish before any action of a
+// higher order starts anywhere, and an action that several changed files of
+// a host name (by Name) runs once on that host.
 type Action struct {
 	// Name is stable and short ("restart mailfleetd-frontend"); the manifest
 	// and plans show it.
@@ -29,10 +35,20 @@ type Action struct {
 
 // Well-known action orders.
 const (
-	OrderSysctl  = 10
-	OrderResolv  = 20
-	OrderDaemon  = 50
-	OrderCluster = 70
+	OrderSysctl = 10
+	OrderResolv = 20
+	OrderDaemon = 50
+	// OrderCorosync (re)starts corosync on every backend node, with
+	// Pacemaker stopped, and OrderPacemaker starts Pacemaker only once
+	// every node's corosync runs: a node that is merely later than the
+	// others is then a member when the first Pacemaker starts, and
+	// start-up fencing does not shoot it.
+	OrderCorosync  = 64
+	OrderPacemaker = 66
+	// OrderCluster loads the CIB; OrderLDAPBase loads the directory's base
+	// entries once slapd, started by the cluster, answers on its VIP.
+	OrderCluster  = 70
+	OrderLDAPBase = 72
 )
 
 // File is one file on one host.
@@ -41,9 +57,22 @@ type File struct {
 	Mode      fs.FileMode // permission bits
 	Owner     string
 	Group     string
-	Content   []byte  // may be shared with other hosts' files (see builder.add): never modify it in place
-	Sensitive bool    // contains a secret: never shown in plans or logs
-	Action    *Action // nil: nothing to do when it changes
+	Content   []byte // may be shared with other hosts' files (see builder.add): never modify it in place
+	Sensitive bool   // contains a secret: never shown in plans or logs
+	// Actions are what a change to the file triggers, sorted by Order (then
+	// Name); empty: nothing to do when it changes. The Action values may be
+	// shared with other files: never modify them in place.
+	Actions []*Action
+}
+
+// Binary is a program apply installs on a host from the admin's own build
+// (render does not have its bytes: the CLI fills them in), with the actions
+// a changed binary triggers, sorted by Order (then Name).
+type Binary struct {
+	Path    string // absolute path on the host
+	Name    string // which program: "mailfleetd"
+	Mode    fs.FileMode
+	Actions []*Action
 }
 
 // Host is everything render decided for one host.
@@ -54,6 +83,14 @@ type Host struct {
 	Roles   []string // sorted: balancer, frontend, backend, directory, router
 	// Packages are the Debian packages the host's roles need.
 	Packages []string
+	// Setup are shell commands (/bin/sh -c) apply runs on every apply,
+	// before it writes any file: quick and idempotent (creating the
+	// system user the files and units name, say). In order; none may
+	// depend on a rendered file.
+	Setup []string
+	// Binaries are the programs apply installs from the local build,
+	// sorted by Path.
+	Binaries []Binary
 	Files    []*File // sorted by Path
 }
 
@@ -114,6 +151,7 @@ func Render(t *spec.Topology, opts Options) (*Output, error) {
 		{"ldap", renderLDAP},
 		{"cluster", renderCluster},
 		{"units", renderUnits},
+		{"setup", renderSetup},
 		{"vagrant", renderVagrant},
 	}
 	for _, s := range steps {
@@ -224,6 +262,11 @@ func (b *builder) add(node string, f *File) error {
 	if f.Sensitive && f.Mode&0o027 != 0 {
 		return fmt.Errorf("%s on %s holds a secret but has mode %o (want 0600 or 0640)", f.Path, node, f.Mode)
 	}
+	acts, err := actionList(f.Actions...)
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", f.Path, node, err)
+	}
+	f.Actions = acts
 	h.Files = append(h.Files, f)
 	b.files[key] = f
 	return nil
@@ -239,9 +282,113 @@ func (b *builder) output() (*Output, error) {
 	for _, n := range names {
 		h := b.hosts[n]
 		sort.Slice(h.Files, func(i, j int) bool { return h.Files[i].Path < h.Files[j].Path })
+		sort.Slice(h.Binaries, func(i, j int) bool { return h.Binaries[i].Path < h.Binaries[j].Path })
 		out.Hosts = append(out.Hosts, h)
 	}
 	return out, nil
+}
+
+// createDaemonUser makes the mailfleet system group and user (no home, no
+// login shell) unless they exist: idempotent, and quick when they do.
+var createDaemonUser = []string{
+	"getent group " + daemonGroup + " >/dev/null || groupadd --system " + daemonGroup,
+	"getent passwd " + daemonUser + " >/dev/null || useradd --system --gid " + daemonGroup +
+		" --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin " + daemonUser,
+}
+
+// renderSetup runs after the renderers that add files: every host with a
+// file owned by the mailfleet user or group, a unit that runs as that user,
+// or the store agent (which runs the stores as that user) gets the commands
+// that create them, before apply writes the files (their owner must exist).
+func renderSetup(b *builder) error {
+	userLine := []byte("\nUser=" + daemonUser + "\n")
+	for _, h := range b.hosts {
+		for _, f := range h.Files {
+			if f.Owner == daemonUser || f.Group == daemonGroup || f.Path == storeAgentPath ||
+				(strings.HasPrefix(f.Path, daemonUnitDir+"/") && bytes.Contains(f.Content, userLine)) {
+				h.addSetup(createDaemonUser...)
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// actionList is as, without nils and without a second action of one name,
+// sorted by Order then Name: the form of File.Actions and Binary.Actions.
+// Two different actions of one name are a program fault.
+func actionList(as ...*Action) ([]*Action, error) {
+	var out []*Action
+	for _, a := range as {
+		if a == nil {
+			continue
+		}
+		dup := false
+		for _, o := range out {
+			if o.Name == a.Name {
+				if *o != *a {
+					return nil, fmt.Errorf("two different actions named %q", a.Name)
+				}
+				dup = true
+			}
+		}
+		if !dup {
+			out = append(out, a)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Order != out[j].Order {
+			return out[i].Order < out[j].Order
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}
+
+// mustActions is actionList for lists made in the code itself, whose names
+// are distinct by construction.
+func mustActions(as ...*Action) []*Action {
+	out, err := actionList(as...)
+	if err != nil {
+		panic("render: " + err.Error())
+	}
+	return out
+}
+
+// addSetup appends setup commands to h, each once.
+func (h *Host) addSetup(cmds ...string) {
+	for _, c := range cmds {
+		if !slices.Contains(h.Setup, c) {
+			h.Setup = append(h.Setup, c)
+		}
+	}
+}
+
+// addBinary puts the program name at path on node, or adds acts to the
+// actions of the one already there.
+func (b *builder) addBinary(node, path, name string, mode fs.FileMode, acts ...*Action) error {
+	h := b.host(node)
+	for i := range h.Binaries {
+		bin := &h.Binaries[i]
+		if bin.Path != path {
+			continue
+		}
+		if bin.Name != name || bin.Mode != mode {
+			return fmt.Errorf("two different binaries at %s on %s", path, node)
+		}
+		merged, err := actionList(append(slices.Clone(bin.Actions), acts...)...)
+		if err != nil {
+			return fmt.Errorf("%s on %s: %w", path, node, err)
+		}
+		bin.Actions = merged
+		return nil
+	}
+	list, err := actionList(acts...)
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", path, node, err)
+	}
+	h.Binaries = append(h.Binaries, Binary{Path: path, Name: name, Mode: mode, Actions: list})
+	return nil
 }
 
 func unknownSecrets(t *spec.Topology) []string {

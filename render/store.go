@@ -7,6 +7,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/spec"
+	"github.com/mailfleet/mailfleet/templates"
 )
 
 const storeLogDir = "/var/log/mailfleet"
@@ -41,6 +42,10 @@ func storeAdminSecretPath(inst *spec.Instance) string {
 // its partitions nor its VIP (or stop it under the cluster's feet). A
 // changed config takes effect when the cluster next starts the instance
 // (relocate or restart it with `mailfleet cluster`).
+//
+// Every node that may run an instance also gets the store's OCF agent
+// (ocf:mailfleet:store), and the mailfleetd binary, whose change restarts
+// each instance's store resource on the node where the cluster runs it.
 func renderStore(b *builder) error {
 	for _, inst := range b.t.Instances {
 		cfg, err := storeConfig(b.t, inst)
@@ -66,11 +71,36 @@ func renderStore(b *builder) error {
 					return fmt.Errorf("instance %s: %w", inst.Name, err)
 				}
 			}
+			if err := addDaemonFileOnce(b, n.Name, &File{Path: storeAgentPath, Mode: 0o755, Owner: "root", Group: "root",
+				Content: templates.StoreAgent}); err != nil {
+				return err
+			}
+			if err := b.addBinary(n.Name, daemonBinary, daemonBinaryName, 0o755, restartStoreAction(inst)); err != nil {
+				return err
+			}
 			b.host(n.Name).addRole("backend")
 		}
 	}
 	return nil
 }
+
+// restartStoreAction restarts instance inst's store resource, the last of
+// its group (the partitions and the VIP stay), after the mailfleetd binary
+// changed; like restartSlapdAction it acts only on the node where the
+// cluster runs the resource, and does nothing elsewhere or while the cluster
+// does not run (a first apply): the cluster starts the new binary then.
+// crm_resource waits for the stop and the start (the store's stop and start
+// timeouts together).
+func restartStoreAction(inst *spec.Instance) *Action {
+	rsc := storeResourceID(inst)
+	return &Action{Name: "restart store " + inst.Name,
+		Command: `if [ "$(crm_resource --quiet --locate --resource ` + rsc + ` 2>/dev/null)" = "$(crm_node --name 2>/dev/null)" ]; then ` +
+			`crm_resource --restart --resource ` + rsc + ` --timeout 180s; fi`,
+		Order: OrderDaemon}
+}
+
+// storeResourceID names the store primitive of instance inst's group.
+func storeResourceID(inst *spec.Instance) string { return inst.Name + "-store" }
 
 func storeConfig(t *spec.Topology, inst *spec.Instance) (*config.Store, error) {
 	if inst.Storage == nil || inst.Queue == nil || inst.Run == nil {

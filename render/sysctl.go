@@ -80,5 +80,5 @@ func sysctlContent(kv [][2]string) []byte {
 
 func sysctlFile(content []byte) *File {
 	return &File{Path: sysctlConf, Content: content,
-		Action: &Action{Name: "apply sysctl", Command: "sysctl -p " + sysctlConf, Order: OrderSysctl}}
+		Actions: []*Action{{Name: "apply sysctl", Command: "sysctl -p " + sysctlConf, Order: OrderSysctl}}}
 }

@@ -29,8 +29,8 @@ func TestSysctl(t *testing.T) {
 			t.Errorf("%s %s:\n%s\nwant:\n%s", node, sysctlConf, f.Content, want)
 		}
 		want := Action{Name: "apply sysctl", Command: "sysctl -p /etc/sysctl.d/60-mailfleet.conf", Order: OrderSysctl}
-		if f.Action == nil || *f.Action != want {
-			t.Errorf("%s: action %+v, want %+v", node, f.Action, want)
+		if soleAction(f) == nil || *soleAction(f) != want {
+			t.Errorf("%s: action %+v, want %+v", node, actionSummary(f), want)
 		}
 	}
 	if h := out.Host(topo.Nodes[1].Name); len(h.Files) != 0 {

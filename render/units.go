@@ -10,6 +10,8 @@ import (
 const (
 	daemonUnitDir = "/etc/systemd/system"
 	daemonBinary  = "/usr/local/bin/mailfleetd"
+	// daemonBinaryName is the program of Binary entries at daemonBinary.
+	daemonBinaryName = "mailfleetd"
 	// daemonFDHeadroom covers what a daemon opens besides its sessions: listeners,
 	// log files, the LDAP pool, the admin interface.
 	daemonFDHeadroom = 1024
@@ -107,7 +109,7 @@ func daemonUnit(role, description string) *unitView {
 		Wants:        "network-online.target",
 		After:        "network-online.target",
 		Type:         "exec",
-		User:         daemonGroup,
+		User:         daemonUser,
 		Group:        daemonGroup,
 		ExecStart:    daemonBinary + " " + role + " -config /etc/mailfleet/" + role + ".json",
 		ExecReload:   "/bin/kill -HUP $MAINPID",
@@ -132,7 +134,7 @@ func storeUnit(t *spec.Topology) *unitView {
 		Description:  "mailfleet mail store instance %i",
 		After:        "network.target",
 		Type:         "exec",
-		User:         daemonGroup,
+		User:         daemonUser,
 		Group:        daemonGroup,
 		ExecStart:    daemonBinary + " store -config /etc/mailfleet/store-%i.json",
 		ExecReload:   "/bin/kill -HUP $MAINPID",
@@ -158,5 +160,5 @@ func addUnit(b *builder, rendered map[string][]byte, n *spec.Node, name string, 
 	}
 	act := reloadSystemdUnits
 	return b.add(n.Name, &File{Path: daemonUnitDir + "/" + name, Mode: 0o644, Owner: "root", Group: "root",
-		Content: content, Action: &act})
+		Content: content, Actions: []*Action{&act}})
 }

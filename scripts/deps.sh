@@ -9,7 +9,8 @@ PKGS=(
   slapd ldap-utils
   keepalived
   pacemaker-cli-utils
-  pacemaker corosync resource-agents
+  pacemaker corosync resource-agents fence-agents psmisc
+  iputils-arping
   ruby
   graphviz
   curl python3

@@ -212,7 +212,10 @@ type Partition struct {
 	Name   string
 	Disk   *Disk
 	Device string // e.g. /dev/sdb1
-	FSType string // default "ext4"
+	FSType string // default "ext4"; "none" with Options "bind" bind-mounts Device, a directory
+	// Options are the mount options (mount -o), comma separated; "" for
+	// the defaults. The Filesystem resource gets them as its options.
+	Options string
 	// Mountpoint is where the service that uses it mounts it; derived from
 	// its use when not written (/var/opt/<instance>/domains|queue|run,
 	// /var/lib/ldap).

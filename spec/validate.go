@@ -492,8 +492,18 @@ func (v *validator) storage() {
 						v.ds.errorf(extra.rng, "Partition used twice", "partition %q is used as %s and as %s; each partition belongs to exactly one service and purpose.", p.Name, u[0].what, extra.what)
 					}
 				}
-				if !strings.HasPrefix(p.Device, "/dev/") && p.Device != "" {
+				bind := p.FSType == "none"
+				switch {
+				case p.Device == "":
+				case bind && (!strings.HasPrefix(p.Device, "/") || strings.Contains(p.Device, "..")):
+					v.ds.errorf(p.At("device"), "Invalid device", "device %q of partition %q must be an absolute path without '..' (the directory it bind-mounts).", p.Device, p.Name)
+				case !bind && !strings.HasPrefix(p.Device, "/dev/"):
 					v.ds.errorf(p.At("device"), "Invalid device", "device %q of partition %q must be a path under /dev.", p.Device, p.Name)
+				}
+				if p.Options != "" && strings.ContainsAny(p.Options, "\"'`\\ \t\r\n") {
+					v.ds.errorf(p.At("options"), "Invalid mount options", "options %q of partition %q must be mount -o options: comma separated, without spaces, quotes or backslashes.", p.Options, p.Name)
+				} else if bind && !hasMountOption(p.Options, "bind", "rbind") {
+					v.ds.errorf(p.At("fstype"), "Bind mount without bind", "partition %q has fstype \"none\", which only a bind mount uses: set options = \"bind\" (or rbind).", p.Name)
 				}
 				if first, ok := devices[p.Device]; ok && p.Device != "" {
 					v.ds.errorf(p.At("device"), "Duplicate device", "partitions %q and %q are both %s.", first.Name, p.Name, p.Device)
@@ -509,9 +519,9 @@ func (v *validator) storage() {
 					mounts[p.Mountpoint] = p
 				}
 				switch p.FSType {
-				case "ext4", "ext3", "xfs", "gfs2", "ocfs2", "btrfs":
+				case "ext4", "ext3", "xfs", "gfs2", "ocfs2", "btrfs", "none":
 				default:
-					v.ds.errorf(p.At("fstype"), "Unsupported filesystem", "fstype %q of partition %q is not one of ext4, ext3, xfs, gfs2, ocfs2, btrfs.", p.FSType, p.Name)
+					v.ds.errorf(p.At("fstype"), "Unsupported filesystem", "fstype %q of partition %q is not one of ext4, ext3, xfs, gfs2, ocfs2, btrfs, none (a bind mount).", p.FSType, p.Name)
 				}
 			}
 		}
@@ -943,4 +953,17 @@ func (v *validator) availability() {
 			v.ds.warnf(n.Range, "Node without fencing", "node %q runs clustered services but has no fence port; without fencing, a failed node's services cannot safely move.", n.Name)
 		}
 	}
+}
+
+// hasMountOption reports whether the comma-separated mount options opts hold
+// one of names.
+func hasMountOption(opts string, names ...string) bool {
+	for _, o := range strings.Split(opts, ",") {
+		for _, n := range names {
+			if o == n {
+				return true
+			}
+		}
+	}
+	return false
 }

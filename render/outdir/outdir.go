@@ -17,19 +17,21 @@ import (
 	"github.com/mailfleet/mailfleet/render"
 )
 
-// FormatVersion of manifest.json.
+// FormatVersion of manifest.json. Version 1 first had "action" (one name);
+// it now has "actions" (every name, in the order they run), and no reader
+// of the field existed, so the version stayed.
 const FormatVersion = 1
 
 // ManifestFile is one file of the manifest.
 type ManifestFile struct {
-	Node      string `json:"node"`
-	Path      string `json:"path"`
-	Mode      string `json:"mode"`
-	Owner     string `json:"owner"`
-	Group     string `json:"group"`
-	Action    string `json:"action,omitempty"`
-	SHA256    string `json:"sha256"`
-	Sensitive bool   `json:"sensitive"`
+	Node      string   `json:"node"`
+	Path      string   `json:"path"`
+	Mode      string   `json:"mode"`
+	Owner     string   `json:"owner"`
+	Group     string   `json:"group"`
+	Actions   []string `json:"actions,omitempty"` // the names of the file's actions, by Order
+	SHA256    string   `json:"sha256"`
+	Sensitive bool     `json:"sensitive"`
 }
 
 // Manifest lists every file of a build.
@@ -46,8 +48,8 @@ func NewManifest(out *render.Output) Manifest {
 			sum := sha256.Sum256(f.Content)
 			mf := ManifestFile{Node: h.Node, Path: f.Path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Owner: f.Owner,
 				Group: f.Group, SHA256: hex.EncodeToString(sum[:]), Sensitive: f.Sensitive}
-			if f.Action != nil {
-				mf.Action = f.Action.Name
+			for _, a := range f.Actions {
+				mf.Actions = append(mf.Actions, a.Name)
 			}
 			m.Files = append(m.Files, mf)
 		}

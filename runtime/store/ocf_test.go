@@ -44,7 +44,7 @@ func TestOCFAgent(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cfg := writeTestConfig(t, dir)
-	agent, _ := filepath.Abs("ocf/mailfleet-store")
+	agent, _ := filepath.Abs("../../templates/mailfleet-store")
 	out, err := exec.Command(tester, "-n", "store1", "-o", "config="+cfg, "-o", "binary="+mailfleetd(t),
 		"-o", "pidfile="+filepath.Join(dir, "store.pid"), "-o", "stop_timeout=10", agent).CombinedOutput()
 	if err != nil {

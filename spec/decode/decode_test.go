@@ -161,7 +161,8 @@ storage "san" {
       fstype = "xfs"
     }
     partition "queue" {
-      device = "/dev/sda3"
+      device  = "/dev/sda3"
+      options = "noatime,nodiratime"
     }
     partition "run" {
       device     = "/dev/sda4"
@@ -268,6 +269,10 @@ func TestDefaults(t *testing.T) {
 		if p := parts[name]; p.FSType != want[0] || p.Mountpoint != want[1] {
 			t.Errorf("partition %s: %s on %s, want %s on %s", name, p.FSType, p.Mountpoint, want[0], want[1])
 		}
+	}
+	// Mount options as written, none unless stated.
+	if q, s := parts["queue"].Options, parts["store"].Options; q != "noatime,nodiratime" || s != "" {
+		t.Errorf("partition options: queue %q, store %q", q, s)
 	}
 
 	// Networks: zone lowercased without the trailing dot; resolvers from

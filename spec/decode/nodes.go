@@ -101,6 +101,7 @@ func (d *decoder) decodeStorage(b *hcl.Block) {
 			p.Device = pbd.strDefault("device", "")
 			p.FSType = pbd.strDefault("fstype", "")
 			p.Mountpoint = pbd.strDefault("mountpoint", "")
+			p.Options = pbd.strDefault("options", "")
 			d.partitions[key] = p
 			disk.Partitions = append(disk.Partitions, p)
 		}
@@ -130,4 +131,8 @@ var diskSchema = &hcl.BodySchema{
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "partition", LabelNames: []string{"name"}}},
 }
 
-var partitionSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "device", Required: true}, {Name: "fstype"}, {Name: "mountpoint"}}}
+// partitionSchema: device (a block device under /dev, or with fstype "none"
+// and options "bind" a directory to bind-mount), fstype (default ext4),
+// mountpoint, options (mount -o options, comma separated, optional; the
+// Filesystem resource's options).
+var partitionSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "device", Required: true}, {Name: "fstype"}, {Name: "mountpoint"}, {Name: "options"}}}
