@@ -14,7 +14,7 @@ import (
 )
 
 func TestExamplesDiagnostics(t *testing.T) {
-	dirs := []string{"reference", "reference-as-written"}
+	dirs := []string{"reference", "reference-as-written", "lab"}
 	for _, dir := range dirs {
 		t.Run(dir, func(t *testing.T) {
 			want, err := spectest.Expected(dir)
