@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,13 +10,16 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/pmezard/go-difflib/difflib"
 
 	"github.com/mailfleet/mailfleet/remote/sftp"
+	"github.com/mailfleet/mailfleet/remote/sshconn"
 )
 
 // Input types. remote defines its own small types rather than importing
@@ -37,8 +41,19 @@ type File struct {
 	Owner     string // user name or number; empty: the login user
 	Group     string
 	Content   []byte
-	Sensitive bool    // never shown
-	Action    *Action // nil: nothing to run when it changes
+	Sensitive bool      // never shown
+	Actions   []*Action // run (by Order, across hosts) when it changes
+}
+
+// Host is everything one host should get: its files, the Debian packages
+// they need, and setup commands (idempotent: create a system user, a
+// directory) run before the files are written.
+type Host struct {
+	Node     string
+	Target   sshconn.Target
+	Packages []string
+	Setup    []string
+	Files    []File
 }
 
 // ManifestPath is where each host records the files mailfleet manages on it.
@@ -57,13 +72,13 @@ type Manifest struct {
 
 // ManifestFile is one managed file.
 type ManifestFile struct {
-	Path      string `json:"path"`
-	Mode      string `json:"mode"`
-	Owner     string `json:"owner"`
-	Group     string `json:"group"`
-	Action    string `json:"action,omitempty"`
-	SHA256    string `json:"sha256"`
-	Sensitive bool   `json:"sensitive"`
+	Path      string   `json:"path"`
+	Mode      string   `json:"mode"`
+	Owner     string   `json:"owner"`
+	Group     string   `json:"group"`
+	Actions   []string `json:"actions,omitempty"`
+	SHA256    string   `json:"sha256"`
+	Sensitive bool     `json:"sensitive"`
 }
 
 // NewManifest describes files.
@@ -73,8 +88,8 @@ func NewManifest(files []File) Manifest {
 		sum := sha256.Sum256(f.Content)
 		mf := ManifestFile{Path: f.Path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Owner: f.Owner, Group: f.Group,
 			SHA256: hex.EncodeToString(sum[:]), Sensitive: f.Sensitive}
-		if f.Action != nil {
-			mf.Action = f.Action.Name
+		for _, a := range f.Actions {
+			mf.Actions = append(mf.Actions, a.Name)
 		}
 		m.Files = append(m.Files, mf)
 	}
@@ -112,9 +127,9 @@ type FileChange struct {
 	Reasons []string
 	// Diff is a unified diff of the content for creates and updates of
 	// text files that are not sensitive; empty otherwise.
-	Diff   string
-	Action string // the action this change triggers, if any
-	File   *File  // desired file; nil for deletes
+	Diff    string
+	Actions []string // the actions this change triggers
+	File    *File    // desired file; nil for deletes
 }
 
 // HostPlan is the plan for one host.
@@ -126,6 +141,23 @@ type HostPlan struct {
 	// ManifestChanged: the manifest must be rewritten even if no file
 	// changes (a managed file vanished, or the manifest is missing).
 	ManifestChanged bool
+	// Pending are actions a failed apply left to run (PendingPath); the
+	// next apply runs them even when no file changed.
+	Pending []*Action
+	// Install are the host's packages that are not installed yet (filled
+	// by Engine.Plan, which checks them with dpkg-query).
+	Install []string
+	// Host is the desired state the plan was made for, and Read what the
+	// plan saw on the host (a fingerprint of every file, stat and hash it
+	// read); Engine.Plan fills both, Engine.Apply needs them.
+	Host *Host
+	Read map[string]string
+}
+
+// HasChanges reports whether applying the plan would do anything.
+func (p *HostPlan) HasChanges() bool {
+	a, c, d := p.Counts()
+	return a+c+d > 0 || p.ManifestChanged
 }
 
 // Counts returns the numbers of creates, updates and deletes.
@@ -140,6 +172,8 @@ func (p *HostPlan) Counts() (add, change, destroy int) {
 			destroy++
 		}
 	}
+	add += len(p.Install)
+	change += len(p.Pending)
 	return
 }
 
@@ -198,7 +232,7 @@ func PlanHost(node string, h HostFS, desired []File, manifestPath string) (*Host
 			return nil, fmt.Errorf("%s: %w", node, err)
 		}
 		if exists {
-			hp.Changes = append(hp.Changes, FileChange{Path: mf.Path, Kind: Delete, Sensitive: mf.Sensitive, Action: mf.Action})
+			hp.Changes = append(hp.Changes, FileChange{Path: mf.Path, Kind: Delete, Sensitive: mf.Sensitive})
 		}
 	}
 	if !ok {
@@ -218,7 +252,7 @@ func sameManifest(a, b Manifest) bool {
 	bs := append([]ManifestFile(nil), b.Files...)
 	sort.Slice(bs, func(i, j int) bool { return bs[i].Path < bs[j].Path })
 	for i := range a.Files {
-		if a.Files[i] != bs[i] {
+		if !reflect.DeepEqual(a.Files[i], bs[i]) {
 			return false
 		}
 	}
@@ -227,8 +261,8 @@ func sameManifest(a, b Manifest) bool {
 
 func planFile(h HostFS, f *File, rec ManifestFile) (FileChange, error) {
 	c := FileChange{Path: f.Path, File: f, Sensitive: f.Sensitive || rec.Sensitive}
-	if f.Action != nil {
-		c.Action = f.Action.Name
+	for _, a := range f.Actions {
+		c.Actions = append(c.Actions, a.Name)
 	}
 	info, exists, err := h.Stat(f.Path)
 	if err != nil {
@@ -236,7 +270,9 @@ func planFile(h HostFS, f *File, rec ManifestFile) (FileChange, error) {
 	}
 	if !exists {
 		c.Kind = Create
-		if !c.Sensitive {
+		if len(f.Content) > LargeFile {
+			c.Diff = BinaryDiff
+		} else if !c.Sensitive {
 			c.Diff = diff(f.Path, nil, f.Content, false)
 		}
 		return c, nil
@@ -244,11 +280,14 @@ func planFile(h HostFS, f *File, rec ManifestFile) (FileChange, error) {
 	if !info.Mode.IsRegular() {
 		return c, fmt.Errorf("%s is a %v, not a regular file: refusing to replace it", f.Path, info.Mode.Type())
 	}
-	cur, _, err := h.ReadFile(f.Path)
+	same, cur, err := sameContent(h, f, info)
 	if err != nil {
 		return c, err
 	}
-	if !bytes.Equal(cur, f.Content) {
+	if !same && cur == nil {
+		c.Reasons = append(c.Reasons, "content")
+		c.Diff = BinaryDiff
+	} else if !same {
 		c.Reasons = append(c.Reasons, "content")
 		if !c.Sensitive {
 			c.Diff = diff(f.Path, cur, f.Content, true)
@@ -263,18 +302,17 @@ func planFile(h HostFS, f *File, rec ManifestFile) (FileChange, error) {
 	if f.Owner != "" {
 		uid, err := h.UserID(f.Owner)
 		if err != nil {
-			return c, fmt.Errorf("%s: %w", f.Path, err)
-		}
-		if uid != info.UID {
+			// Not on the host yet: a setup command or a package makes it.
+			c.Reasons = append(c.Reasons, fmt.Sprintf("owner %d -> %s (not yet a user)", info.UID, f.Owner))
+		} else if uid != info.UID {
 			c.Reasons = append(c.Reasons, fmt.Sprintf("owner %d -> %s", info.UID, f.Owner))
 		}
 	}
 	if f.Group != "" {
 		gid, err := h.GroupID(f.Group)
 		if err != nil {
-			return c, fmt.Errorf("%s: %w", f.Path, err)
-		}
-		if gid != info.GID {
+			c.Reasons = append(c.Reasons, fmt.Sprintf("group %d -> %s (not yet a group)", info.GID, f.Group))
+		} else if gid != info.GID {
 			c.Reasons = append(c.Reasons, fmt.Sprintf("group %d -> %s", info.GID, f.Group))
 		}
 	}
@@ -285,11 +323,45 @@ func planFile(h HostFS, f *File, rec ManifestFile) (FileChange, error) {
 	return c, nil
 }
 
+// LargeFile is the size above which a file is compared by its SHA-256,
+// computed on the host (HostSummer), rather than downloaded.
+const LargeFile = 1 << 20
+
+// BinaryDiff stands for the diff of content that is not text.
+const BinaryDiff = "(binary)\n"
+
+// HostSummer is implemented by hosts that can hash a file themselves
+// (*sftp.Host); PlanHost uses it for files over LargeFile.
+type HostSummer interface {
+	SHA256(ctx context.Context, p string) (sum string, exists bool, err error)
+}
+
+// sameContent compares f with the host's file; cur is the host's content
+// when it was read (nil when compared by hash).
+func sameContent(h HostFS, f *File, info sftp.Info) (same bool, cur []byte, err error) {
+	if hs, ok := h.(HostSummer); ok && (info.Size > LargeFile || len(f.Content) > LargeFile) {
+		if info.Size != int64(len(f.Content)) {
+			return false, nil, nil
+		}
+		sum, _, err := hs.SHA256(context.Background(), f.Path)
+		if err != nil {
+			return false, nil, err
+		}
+		want := sha256.Sum256(f.Content)
+		return sum == hex.EncodeToString(want[:]), nil, nil
+	}
+	cur, _, err = h.ReadFile(f.Path)
+	if err != nil {
+		return false, nil, err
+	}
+	return bytes.Equal(cur, f.Content), cur, nil
+}
+
 func isText(b []byte) bool { return utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 }
 
 func diff(p string, a, b []byte, existed bool) string {
 	if !isText(a) || !isText(b) {
-		return "(binary content differs)\n"
+		return BinaryDiff
 	}
 	from := p
 	if !existed {
@@ -333,11 +405,21 @@ func Format(w io.Writer, plans []*HostPlan) error {
 	var b strings.Builder
 	for _, hp := range plans {
 		a, c, d := hp.Counts()
+		if a+c+d == 0 && hp.ManifestChanged {
+			// Only the record changes (files taken over as they are, or
+			// managed files that vanished).
+			fmt.Fprintf(&b, "%s:\n  ~ %s (the list of managed files)\n\n", hp.Node, ManifestPath)
+			change++
+			continue
+		}
 		add, change, destroy = add+a, change+c, destroy+d
 		if a+c+d == 0 {
 			continue
 		}
 		fmt.Fprintf(&b, "%s:\n", hp.Node)
+		for _, p := range hp.Install {
+			fmt.Fprintf(&b, "  + package %s\n", p)
+		}
 		for _, fc := range hp.Changes {
 			if fc.Kind == Unchanged {
 				continue
@@ -346,8 +428,12 @@ func Format(w io.Writer, plans []*HostPlan) error {
 			if len(fc.Reasons) > 0 {
 				fmt.Fprintf(&b, " (%s)", strings.Join(fc.Reasons, ", "))
 			}
-			if fc.Action != "" && fc.Kind != Delete {
-				fmt.Fprintf(&b, " then %q", fc.Action)
+			if len(fc.Actions) > 0 && fc.Kind != Delete {
+				q := make([]string, len(fc.Actions))
+				for i, a := range fc.Actions {
+					q[i] = strconv.Quote(a)
+				}
+				fmt.Fprintf(&b, " then %s", strings.Join(q, ", "))
 			}
 			b.WriteString("\n")
 			switch {
@@ -359,6 +445,9 @@ func Format(w io.Writer, plans []*HostPlan) error {
 					b.WriteString("      " + strings.TrimSuffix(l, "\n") + "\n")
 				}
 			}
+		}
+		for _, a := range hp.Pending {
+			fmt.Fprintf(&b, "  ~ action %s (pending from a failed apply)\n", a.Name)
 		}
 		b.WriteString("\n")
 	}

@@ -47,7 +47,7 @@ func TestPlanHost(t *testing.T) {
 
 	// Nothing on the host yet: everything is created.
 	files := []remote.File{
-		{Path: p("etc/app.conf"), Mode: 0o644, Owner: "root", Group: "root", Content: []byte("a\nb\nc\n"), Action: restart},
+		{Path: p("etc/app.conf"), Mode: 0o644, Owner: "root", Group: "root", Content: []byte("a\nb\nc\n"), Actions: []*remote.Action{restart}},
 		{Path: p("etc/secret"), Mode: 0o600, Owner: "root", Group: "root", Content: []byte("hunter2\n"), Sensitive: true},
 		{Path: p("etc/same"), Mode: 0o644, Content: []byte("same\n")},
 		{Path: p("etc/gone"), Mode: 0o644, Content: []byte("old\n")},
@@ -150,7 +150,7 @@ func TestPlanHostErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if hp.Changes[0].Diff != "(binary content differs)\n" {
+	if hp.Changes[0].Diff != "(binary)\n" {
 		t.Errorf("binary diff %q", hp.Changes[0].Diff)
 	}
 }

@@ -36,6 +36,8 @@ func init() {
 		{"build", "-o DIR PATH", "Render every host's files into DIR/<node>/<path> with DIR/manifest.json.", runBuild},
 		{"fmt", "[-check] [-diff] PATH...", "Rewrite topology files in the canonical HCL format.", runFmt},
 		{"graph", "[-format svg|dot] [-o FILE] PATH", "Draw the topology: tiers, nodes, VIPs, services and failover paths.", runGraph},
+		{"plan", "[flags] PATH", "Show what apply would change on every host (reads them over SSH).", runPlan},
+		{"apply", "[flags] PATH|PLANFILE", "Make every host match the topology (or a saved plan) over SSH.", runApply},
 		{"account", "COMMAND [flags] [args]", "Create, change, check and move mail accounts (mailfleet account help).", runAccount},
 		{"version", "", "Print the version.", runVersion},
 		{"help", "", "Show this help.", runHelp},

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -339,3 +340,113 @@ func (h *Host) Run(ctx context.Context, cmd string, stdin []byte) (Result, error
 	}
 	return r, nil
 }
+
+// ForgetIDs drops the cached /etc/passwd and /etc/group, so that users and
+// groups created since (by a setup command, by a package) are found.
+func (h *Host) ForgetIDs() {
+	h.idMu.Lock()
+	h.users, h.groups = nil, nil
+	h.idMu.Unlock()
+}
+
+// Quote quotes s for a POSIX shell.
+func Quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// SHA256 returns the hex SHA-256 of the file p, computed on the host by one
+// sha256sum command (for large files, which are not worth downloading);
+// exists is false when there is no such file.
+func (h *Host) SHA256(ctx context.Context, p string) (sum string, exists bool, err error) {
+	q := Quote(p)
+	r, err := h.Run(ctx, "if [ -e "+q+" ]; then timeout 300 sha256sum -- "+q+"; else echo absent; fi", nil)
+	if err != nil {
+		return "", false, err
+	}
+	if err := r.Err(); err != nil {
+		return "", false, h.errorf("sha256sum", p, err)
+	}
+	out := strings.TrimSpace(string(r.Stdout))
+	if out == "absent" {
+		return "", false, nil
+	}
+	f := strings.Fields(out)
+	if len(f) < 1 || len(f[0]) != 64 {
+		return "", false, h.errorf("sha256sum", p, fmt.Errorf("unexpected output %q", out))
+	}
+	return strings.TrimPrefix(f[0], `\`), true, nil
+}
+
+// ErrLocked is returned by Lock when another process holds the lock.
+var ErrLocked = errors.New("held by another apply")
+
+// Lock takes an exclusive flock(1) on the host file p (creating it and its
+// directory) with a session that holds it until release is called or the
+// connection drops: the remote flock holds the lock while its child reads
+// standard input, which ends with the session. It does not wait: a lock
+// held by someone else fails at once with an error wrapping ErrLocked.
+func (h *Host) Lock(ctx context.Context, p string) (release func(), err error) {
+	s, err := h.ssh.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("%s: session: %w", h.name, err)
+	}
+	stdin, err := s.StdinPipe()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	var errb bytes.Buffer
+	s.Stderr = &errb
+	q := Quote(p)
+	cmd := "mkdir -p \"$(dirname " + q + ")\" && exec flock -n -E 75 " + q + " -c 'echo locked; exec cat'"
+	if err := s.Start(cmd); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("%s: lock %s: %w", h.name, p, err)
+	}
+	type res struct {
+		line string
+		err  error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		l, err := bufio.NewReader(stdout).ReadString('\n')
+		ch <- res{l, err}
+	}()
+	fail := func(err error) (func(), error) {
+		stdin.Close()
+		s.Close()
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if strings.TrimSpace(r.line) == "locked" {
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					stdin.Close()
+					done := make(chan struct{})
+					go func() { s.Wait(); close(done) }()
+					select {
+					case <-done:
+					case <-time.After(10 * time.Second):
+					}
+					s.Close()
+				})
+			}, nil
+		}
+		werr := s.Wait()
+		var ee *ssh.ExitError
+		if errors.As(werr, &ee) && ee.ExitStatus() == 75 {
+			return fail(fmt.Errorf("%s: lock %s: %w", h.name, p, ErrLocked))
+		}
+		return fail(fmt.Errorf("%s: lock %s: %v: %s", h.name, p, werr, strings.TrimSpace(errb.String())))
+	case <-ctx.Done():
+		return fail(fmt.Errorf("%s: lock %s: %w", h.name, p, ctx.Err()))
+	}
+}
+
+// Client is the SSH connection the host uses.
+func (h *Host) Client() *ssh.Client { return h.ssh }

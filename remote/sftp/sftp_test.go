@@ -243,3 +243,34 @@ func openUp(t *testing.T, dir string) {
 		}
 	}
 }
+
+func TestSHA256AndLock(t *testing.T) {
+	h, _ := open(t, "127.0.0.36", "root")
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if _, ok, err := h.SHA256(context.Background(), p); ok || err != nil {
+		t.Errorf("absent: %v %v", ok, err)
+	}
+	if err := os.WriteFile(p, []byte("abc"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, ok, err := h.SHA256(context.Background(), p)
+	if !ok || err != nil || sum != "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad" {
+		t.Errorf("sum %q %v %v", sum, ok, err)
+	}
+	lock := filepath.Join(dir, "sub", "apply.lock")
+	release, err := h.Lock(context.Background(), lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Lock(context.Background(), lock); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), lock) {
+		t.Errorf("second lock: %v", err)
+	}
+	release()
+	release() // twice is harmless
+	r2, err := h.Lock(context.Background(), lock)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	r2()
+}

@@ -76,6 +76,9 @@ type Options struct {
 	Host    string // loopback address, default 127.0.0.1
 	HostKey string // reuse this private host key instead of a new one
 	Extra   string // more sshd_config lines
+	// Env are more NAME=VALUE pairs for every session (sshd takes one
+	// SetEnv line only), e.g. PATH=/nowhere for a host lacking a tool.
+	Env []string
 }
 
 // Start runs sshd -D -e with a config of its own; authorized lists the
@@ -135,10 +138,10 @@ AllowTcpForwarding yes
 PrintMotd no
 PrintLastLog no
 UseDNS no
-SetEnv HOME=%s ENV=/dev/null
+SetEnv HOME=%s ENV=/dev/null %s
 Subsystem sftp internal-sftp
 %s
-`, s.Addr(), s.HostKey, filepath.Join(dir, "sshd.pid"), ak, home, o.Extra)
+`, s.Addr(), s.HostKey, filepath.Join(dir, "sshd.pid"), ak, home, strings.Join(o.Env, " "), o.Extra)
 		must(t, os.WriteFile(cfg, []byte(conf), 0o644))
 		if out, err := exec.Command("/usr/sbin/sshd", "-t", "-f", cfg).CombinedOutput(); err != nil {
 			t.Fatalf("sshd -t: %v: %s", err, out)
