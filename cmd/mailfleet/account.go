@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -48,6 +49,7 @@ func init() {
 }
 
 type accountFlags struct {
+	sshFlags
 	fs                  *flag.FlagSet
 	topology            string
 	passwordFile        string
@@ -57,6 +59,7 @@ type accountFlags struct {
 	asJSON, fix         bool
 	workers             int
 	drain               time.Duration
+	closers             []func() error
 }
 
 func accountUsage(w io.Writer) {
@@ -90,6 +93,7 @@ func runAccount(e *env, args []string) int {
 		fs := newFlags(e, "account "+c.name, c.args)
 		a.fs = fs
 		fs.StringVar(&a.topology, "topology", "", "topology `PATH` (default $MAILFLEET_TOPOLOGY, else .)")
+		a.sshFlags.register(fs)
 		switch c.name {
 		case "add", "passwd":
 			fs.StringVar(&a.passwordFile, "password-file", "", "read the password from the first line of `FILE`")
@@ -125,6 +129,7 @@ func runAccount(e *env, args []string) int {
 		if err != nil {
 			return 1
 		}
+		defer a.close()
 		return c.run(e, a, pos)
 	}
 	fmt.Fprintf(e.stderr, "mailfleet account: unknown command %q\n\n", args[0])
@@ -148,7 +153,12 @@ func (a *accountFlags) site(e *env) *provision.Site {
 		fmt.Fprintf(e.stderr, "%s: the topology %s is not valid\n", a.fs.Name(), path)
 		return nil
 	}
-	s, err := provision.Open(t)
+	o, err := a.dialOptions(e, t)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v\n", a.fs.Name(), err)
+		return nil
+	}
+	s, err := provision.OpenWith(t, o)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %v\n", a.fs.Name(), err)
 		return nil
@@ -157,6 +167,66 @@ func (a *accountFlags) site(e *env) *provision.Site {
 		accountHook(s)
 	}
 	return s
+}
+
+// dialOptions reaches the directory and each instance through the jump host
+// their nodes name (the first node that names one), over one SSH
+// connection per jump host; directly when none does.
+func (a *accountFlags) dialOptions(e *env, t *spec.Topology) (provision.Options, error) {
+	jumps := map[string]*spec.Node{} // "" for the directory, else instance name
+	firstJump := func(nodes []*spec.Node) *spec.Node {
+		for _, n := range nodes {
+			if n.SSH.Jump != nil {
+				return n.SSH.Jump
+			}
+		}
+		return nil
+	}
+	if t.Directory != nil {
+		if j := firstJump(t.Directory.Nodes); j != nil {
+			jumps[""] = j
+		}
+	}
+	for _, in := range t.Instances {
+		if j := firstJump(in.Nodes); j != nil {
+			jumps[in.Name] = j
+		}
+	}
+	if len(jumps) == 0 {
+		return provision.Options{}, nil
+	}
+	pool, err := a.pool(e)
+	if err != nil {
+		return provision.Options{}, err
+	}
+	a.closers = append(a.closers, pool.Close)
+	return provision.Options{Dial: func(name string) provision.Dialer {
+		j := jumps[name]
+		if j == nil {
+			return nil
+		}
+		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+			target, err := nodeTarget(j, 0)
+			if err != nil {
+				return nil, err
+			}
+			c, err := pool.Client(ctx, target)
+			if err != nil {
+				return nil, fmt.Errorf("jump host %s: %w", j.Name, err)
+			}
+			conn, err := c.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, fmt.Errorf("%s through jump host %s: %w", addr, j.Name, err)
+			}
+			return conn, nil
+		}
+	}}, nil
+}
+
+func (a *accountFlags) close() {
+	for _, c := range a.closers {
+		c()
+	}
 }
 
 func (a *accountFlags) session(e *env) *provision.Session {

@@ -43,12 +43,10 @@ func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 // deployFlags are the flags plan and apply share.
 type deployFlags struct {
+	sshFlags
 	json        bool
 	targets     multiFlag
 	parallelism int
-	knownHosts  string
-	acceptNew   bool
-	identities  multiFlag
 	timeout     time.Duration
 	mailfleetd  string
 }
@@ -57,9 +55,7 @@ func (d *deployFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&d.json, "json", false, "machine-readable output: one JSON object per line")
 	fs.Var(&d.targets, "target", "limit to the `NODE` (repeatable)")
 	fs.IntVar(&d.parallelism, "parallelism", remote.DefaultParallelism, "work on at most `N` hosts at once")
-	fs.StringVar(&d.knownHosts, "known-hosts", "", "known_hosts `FILE` (default ~/.ssh/known_hosts)")
-	fs.BoolVar(&d.acceptNew, "accept-new", false, "add unknown host keys to known_hosts (changed keys are always refused)")
-	fs.Var(&d.identities, "identity", "private key `FILE` (repeatable; ssh-agent is used too when SSH_AUTH_SOCK is set)")
+	d.sshFlags.register(fs)
 	fs.DurationVar(&d.timeout, "timeout", remote.DefaultActionTimeout, "bound on each action command")
 	fs.StringVar(&d.mailfleetd, "mailfleetd", "", "the mailfleetd binary `PATH` to install (default: the one next to mailfleet, else from $PATH)")
 }
@@ -113,27 +109,7 @@ func (d *deploy) emit(typ, msg string, fields map[string]any) {
 }
 
 func (d *deploy) connect() bool {
-	kh := d.f.knownHosts
-	if kh == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			d.errorf("no home directory for ~/.ssh/known_hosts: give -known-hosts FILE")
-			return false
-		}
-		kh = filepath.Join(home, ".ssh", "known_hosts")
-	}
-	if d.f.acceptNew {
-		if err := os.MkdirAll(filepath.Dir(kh), 0o700); err != nil {
-			d.errorf("%v", err)
-			return false
-		}
-		if f, err := os.OpenFile(kh, os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
-			f.Close()
-		}
-	}
-	_, noAgent := d.e.getenv("SSH_AUTH_SOCK")
-	p, err := sshconn.New(sshconn.Config{KnownHosts: kh, AcceptNew: d.f.acceptNew, KeyFiles: d.f.identities,
-		NoAgent: !noAgent, KeepAlive: 30 * time.Second})
+	p, err := d.f.pool(d.e)
 	if err != nil {
 		d.errorf("%v", err)
 		return false
