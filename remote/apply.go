@@ -44,6 +44,10 @@ type Options struct {
 	// Progress, if set, is told what each host is doing. It is called from
 	// many goroutines, never at once.
 	Progress func(Event)
+	// NoActions writes files only: the actions they trigger are recorded
+	// as pending, not run, and the next apply without NoActions runs them.
+	// A host whose only change is pending actions is left alone.
+	NoActions bool
 }
 
 // Event is one step of one host, for progress displays.
@@ -311,7 +315,9 @@ type Result struct {
 	Written   int
 	Deleted   int
 	Actions   []string // run, in order
-	Err       error
+	// Deferred are the actions left pending by NoActions.
+	Deferred []string
+	Err      error
 }
 
 // Summary is one line: "proxy1: 3 files written, 1 deleted, actions:
@@ -329,6 +335,9 @@ func (r *Result) Summary() string {
 	}
 	if len(r.Actions) > 0 {
 		parts = append(parts, "actions: "+strings.Join(r.Actions, ", "))
+	}
+	if len(r.Deferred) > 0 {
+		parts = append(parts, "actions left pending: "+strings.Join(r.Deferred, ", "))
 	}
 	s := strings.Join(parts, ", ")
 	if r.Err != nil {
@@ -379,7 +388,11 @@ func (e *Engine) Apply(ctx context.Context, plans []*HostPlan) []*Result {
 	results := make([]*Result, len(plans))
 	var work []*applying
 	for i, p := range plans {
-		results[i] = &Result{Node: p.Node, Changed: p.HasChanges()}
+		changed := p.HasChanges()
+		if e.o.NoActions && changed && p.onlyPending() {
+			changed = false
+		}
+		results[i] = &Result{Node: p.Node, Changed: changed}
 		hs[i] = &applying{plan: p, res: results[i]}
 		if results[i].Changed {
 			work = append(work, hs[i])
@@ -432,7 +445,7 @@ func (e *Engine) Apply(ctx context.Context, plans []*HostPlan) []*Result {
 	// Phase 3: actions, by order, across hosts.
 	orders := map[int]bool{}
 	for _, a := range work {
-		if a.res.Err == nil {
+		if a.res.Err == nil && !e.o.NoActions {
 			for _, x := range a.actions {
 				orders[x.Order] = true
 			}
@@ -606,7 +619,11 @@ func (e *Engine) writeHost(ctx context.Context, a *applying) error {
 	if err := a.h.WriteFile(e.root(node)+ManifestPath, append(m, '\n'), 0o600, "", ""); err != nil {
 		return err
 	}
-	if len(a.actions) > 0 {
+	if e.o.NoActions {
+		for _, x := range a.actions {
+			a.res.Deferred = append(a.res.Deferred, x.Name)
+		}
+	} else if len(a.actions) > 0 {
 		e.progress(node, "waiting for the other hosts")
 	}
 	return nil

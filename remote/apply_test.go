@@ -738,3 +738,37 @@ func TestProgress(t *testing.T) {
 		t.Errorf("tty %q", s)
 	}
 }
+
+// NoActions writes the files and leaves their actions pending; a second
+// NoActions run has nothing to do; the next ordinary apply runs them.
+func TestNoActions(t *testing.T) {
+	f := newFleet(t, 77, "n")
+	f.engine(remote.Options{NoActions: true})
+	ran := filepath.Join(t.TempDir(), "ran")
+	hosts := []remote.Host{{Node: "n", Target: f.target("n"), Files: []remote.File{
+		{Path: "/etc/n.conf", Mode: 0o644, Content: []byte("n\n"),
+			Actions: []*remote.Action{{Name: "restart n", Order: 50, Command: "echo ran >> " + ran}}},
+	}}}
+	res := f.apply(hosts)
+	if res[0].Err != nil || res[0].Written != 1 || len(res[0].Actions) != 0 || strings.Join(res[0].Deferred, ",") != "restart n" {
+		t.Fatalf("first: %s", res[0].Summary())
+	}
+	if _, err := os.Stat(ran); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("NoActions ran an action")
+	}
+	if got := readFile(t, f.path("n", "/etc/n.conf")); got != "n\n" {
+		t.Fatalf("file: %q", got)
+	}
+	res = f.apply(hosts)
+	if res[0].Err != nil || res[0].Changed {
+		t.Fatalf("second NoActions run did something: %s", res[0].Summary())
+	}
+	f.engine(remote.Options{})
+	res = f.apply(hosts)
+	if res[0].Err != nil || strings.Join(res[0].Actions, ",") != "restart n" || res[0].Written != 0 {
+		t.Fatalf("ordinary apply after NoActions: %s", res[0].Summary())
+	}
+	if got := readFile(t, ran); got != "ran\n" {
+		t.Fatalf("ran: %q", got)
+	}
+}

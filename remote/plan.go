@@ -160,6 +160,12 @@ func (p *HostPlan) HasChanges() bool {
 	return a+c+d > 0 || p.ManifestChanged
 }
 
+// onlyPending: the plan's only changes are actions left pending.
+func (p *HostPlan) onlyPending() bool {
+	a, c, d := p.Counts()
+	return len(p.Pending) > 0 && a+c+d == len(p.Pending) && !p.ManifestChanged
+}
+
 // Counts returns the numbers of creates, updates and deletes.
 func (p *HostPlan) Counts() (add, change, destroy int) {
 	for _, c := range p.Changes {

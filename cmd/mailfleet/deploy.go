@@ -71,6 +71,8 @@ type deploy struct {
 	// applying is set once the plan is made and approved: progress is
 	// shown from then on.
 	applying bool
+	// noActions: apply -no-actions.
+	noActions bool
 }
 
 func (d *deploy) close() {
@@ -115,7 +117,8 @@ func (d *deploy) connect() bool {
 		return false
 	}
 	d.pool = p
-	o := remote.Options{Pool: p, Parallelism: d.f.parallelism, ActionTimeout: d.f.timeout, Root: deployRoot}
+	o := remote.Options{Pool: p, Parallelism: d.f.parallelism, ActionTimeout: d.f.timeout, Root: deployRoot,
+		NoActions: d.noActions}
 	if d.cmd == "apply" {
 		o.Progress = d.progressFunc()
 	}
@@ -501,6 +504,7 @@ func runApply(e *env, args []string) int {
 	d := &deploy{e: e, cmd: "apply"}
 	d.f.register(fs)
 	auto := fs.Bool("auto-approve", false, "apply without asking")
+	fs.BoolVar(&d.noActions, "no-actions", false, "write the files only; the actions they trigger stay pending for the next apply")
 	path, ok := parsePath(e, fs, args)
 	if !ok {
 		return 1
