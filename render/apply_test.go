@@ -303,3 +303,47 @@ set -- $(cat `+dir+`/searches); rc=$1; [ $# -gt 1 ] && shift; echo "$@" >`+dir+`
 		})
 	}
 }
+
+// The restarts of cluster resources act only where the cluster runs the
+// resource: not on another node, and not before the cluster runs at all,
+// when crm_resource and crm_node both print nothing (a first apply runs
+// these order-50 actions before corosync and Pacemaker start).
+func TestRestartOnlyWhereItRuns(t *testing.T) {
+	sh := clTool(t, "sh", "dash")
+	ref := spectest.Reference()
+	for _, a := range []*Action{restartSlapdAction(ref.Directory), restartStoreAction(ref.Instances[0])} {
+		for _, c := range []struct {
+			name, locate, node string
+			locateRC           int
+			restart            bool
+		}{
+			{"runs here", "me", "me", 0, true},
+			{"runs elsewhere", "other", "me", 0, false},
+			{"no cluster yet", "", "", 1, false},
+			{"runs nowhere", "", "me", 0, false},
+		} {
+			t.Run(a.Name+"/"+c.name, func(t *testing.T) {
+				dir := t.TempDir()
+				log := filepath.Join(dir, "log")
+				stub := func(name, body string) {
+					if err := os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"+body+"\n"), 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				stub("crm_resource", `case "$*" in *--restart*) echo "restart $*" >>`+log+`; exit 0;; esac; `+
+					`[ -n "`+c.locate+`" ] && echo `+c.locate+`; exit `+strconv.Itoa(c.locateRC))
+				stub("crm_node", `[ -n "`+c.node+`" ] && echo `+c.node+`; [ -n "`+c.node+`" ]`)
+				run := exec.Command(sh, "-c", a.Command)
+				run.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+				out, err := run.CombinedOutput()
+				if err != nil {
+					t.Fatalf("%v: %s", err, out)
+				}
+				logb, _ := os.ReadFile(log)
+				if got := strings.Contains(string(logb), "restart "); got != c.restart {
+					t.Errorf("restarted: %v, want %v (%s)", got, c.restart, logb)
+				}
+			})
+		}
+	}
+}

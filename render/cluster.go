@@ -937,3 +937,12 @@ func buildRHCS(t *spec.Topology, members []*spec.Node) *rhcsCluster {
 	}
 	return c
 }
+
+// runsHere is a shell condition: the cluster runs resource rsc on this
+// node. It is false when the cluster does not run (yet) or runs rsc
+// nowhere: crm_resource then prints nothing, and an empty location must
+// not match an empty node name.
+func runsHere(rsc string) string {
+	return `{ loc=$(crm_resource --quiet --locate --resource ` + rsc + ` 2>/dev/null); ` +
+		`[ -n "$loc" ] && [ "$loc" = "$(crm_node --name 2>/dev/null)" ]; }`
+}

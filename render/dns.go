@@ -32,7 +32,7 @@ const (
 	soaRetry    = 600
 	soaExpire   = 604800
 	soaMinimum  = 300
-	reloadNamed = "rndc reload || systemctl reload named"
+	reloadNamed = "systemctl enable --quiet named && systemctl reload-or-restart named"
 )
 
 // namedConf replaces Debian's named.conf: that one includes

@@ -186,7 +186,7 @@ func TestDNSRouterHost(t *testing.T) {
 		if !bytes.HasPrefix(f.Content, []byte(header)) {
 			t.Errorf("%s does not open with %q", f.Path, header)
 		}
-		if a := soleAction(f); a == nil || a.Name != "reload named" || a.Order != OrderDaemon || !strings.Contains(a.Command, "rndc reload") {
+		if a := soleAction(f); a == nil || a.Name != "reload named" || a.Order != OrderDaemon || !strings.Contains(a.Command, "systemctl enable --quiet named && systemctl reload-or-restart named") {
 			t.Errorf("%s: action %+v, want reload named", f.Path, a)
 		}
 	}

@@ -27,7 +27,7 @@ const (
 	vrrpPassLen = 8
 )
 
-var reloadKeepalived = Action{Name: "reload keepalived", Command: "systemctl reload-or-restart keepalived", Order: OrderDaemon}
+var reloadKeepalived = Action{Name: "reload keepalived", Command: "systemctl enable --quiet keepalived && systemctl reload-or-restart keepalived", Order: OrderDaemon}
 
 // IPVS scheduler for each of ours.
 var ipvsScheduler = map[spec.Scheduler]string{

@@ -46,7 +46,7 @@ var slapdDefaultSchemas = []string{"core", "cosine", "inetorgperson", "misc"}
 func restartSlapdAction(d *spec.Directory) *Action {
 	rsc := slapdResourceID(d)
 	return &Action{Name: "restart slapd",
-		Command: `if [ "$(crm_resource --quiet --locate --resource ` + rsc + ` 2>/dev/null)" = "$(crm_node --name 2>/dev/null)" ]; then ` +
+		Command: "if " + runsHere(rsc) + "; then " +
 			`crm_resource --restart --resource ` + rsc + ` --timeout 120s; fi`,
 		Order: OrderDaemon}
 }
@@ -76,7 +76,7 @@ func loadLDAPBaseAction(d *spec.Directory) *Action {
 		"until " + search + " >/dev/null 2>&1; rc=$?; [ $rc -eq 0 ] || [ $rc -eq 32 ]; do " +
 		"if [ $(date +%s) -ge $end ]; then echo " + shQuote("directory "+d.Name+" does not answer on "+d.URL()) + " >&2; exit 1; fi; " +
 		"sleep 1; done; " +
-		`if [ "$(crm_resource --quiet --locate --resource ` + rsc + ` 2>/dev/null)" = "$(crm_node --name 2>/dev/null)" ]; then ` +
+		"if " + runsHere(rsc) + "; then " +
 		"out=$(" + add + " 2>&1 >/dev/null); rc=$?; " +
 		`if [ $rc -ne 0 ] && { [ $rc -ne 68 ] || printf '%s\n' "$out" | grep '^ldap_add: ' | grep -qv 'Already exists (68)'; }; then ` +
 		`printf '%s\n' "$out" >&2; exit $rc; fi; fi`

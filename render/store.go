@@ -94,7 +94,7 @@ func renderStore(b *builder) error {
 func restartStoreAction(inst *spec.Instance) *Action {
 	rsc := storeResourceID(inst)
 	return &Action{Name: "restart store " + inst.Name,
-		Command: `if [ "$(crm_resource --quiet --locate --resource ` + rsc + ` 2>/dev/null)" = "$(crm_node --name 2>/dev/null)" ]; then ` +
+		Command: "if " + runsHere(rsc) + "; then " +
 			`crm_resource --restart --resource ` + rsc + ` --timeout 180s; fi`,
 		Order: OrderDaemon}
 }
