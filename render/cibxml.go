@@ -184,6 +184,9 @@ func (w *cibWriter) config(c *cibConfig) {
 		w.attr("rsc", l.Rsc)
 		w.attr("node", l.Node)
 		w.attr("score", l.Score)
+		if l.Discovery != "" {
+			w.attr("resource-discovery", l.Discovery)
+		}
 		w.startDone()
 		w.end("rsc_location")
 	}

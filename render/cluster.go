@@ -48,7 +48,7 @@ const (
 	totemConsensus        = 1200
 )
 
-var clusterPackages = []string{"corosync", "fence-agents", "pacemaker", "resource-agents"}
+var clusterPackages = []string{"corosync", "fence-agents", "kmod", "pacemaker", "resource-agents"}
 
 // restartCorosyncAction (re)starts corosync with Pacemaker stopped, on every
 // backend node whose corosync.conf or authkey changed; startPacemakerAction
@@ -367,6 +367,11 @@ type cibLocation struct {
 	Rsc   string `xml:"rsc,attr"`
 	Node  string `xml:"node,attr"`
 	Score string `xml:"score,attr"`
+	// Discovery "exclusive": the cluster probes the resource only on the
+	// nodes of such constraints, i.e. its node list; elsewhere it has
+	// neither the disks nor (for a store) the agent, and a probe would
+	// only log "not installed" errors.
+	Discovery string `xml:"resource-discovery,attr,omitempty"`
 }
 
 // cibNewAttrs makes a set called id with the name/value pairs kv, the id of
@@ -480,7 +485,7 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 	prefer := func(rsc string, nodes []*spec.Node) {
 		for pos, n := range nodes {
 			cfg.Constraints = append(cfg.Constraints, cibLocation{ID: "location-" + rsc + "-" + n.Name,
-				Rsc: rsc, Node: n.Name, Score: strconv.Itoa(cibLocationScore(pos))})
+				Rsc: rsc, Node: n.Name, Score: strconv.Itoa(cibLocationScore(pos)), Discovery: "exclusive"})
 		}
 	}
 

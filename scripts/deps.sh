@@ -9,7 +9,7 @@ PKGS=(
   slapd ldap-utils
   keepalived
   pacemaker-cli-utils
-  pacemaker corosync resource-agents fence-agents psmisc
+  pacemaker corosync resource-agents fence-agents psmisc kmod
   iputils-arping
   ruby
   graphviz
