@@ -36,7 +36,7 @@ func TestStoreAgentUser(t *testing.T) {
 	// The stand-in notes its uid where only the store's user may write.
 	storage, logs := filepath.Join(dir, "mnt", "storage"), filepath.Join(dir, "log")
 	bin := filepath.Join(dir, "mailfleetd")
-	os.WriteFile(bin, []byte("#!/bin/sh\n[ \"$4\" = -check ] && exit 0\nid -u >"+logs+"/uid\nexec sleep 300\n"), 0o755)
+	os.WriteFile(bin, []byte("#!/bin/sh\n[ \"$4\" = -check ] && exit 0\nid -u >"+logs+"/uid\n[ \"$4\" = -ready-file ] && echo $$ >\"$5\"\nexec sleep 300\n"), 0o755)
 	cfg := filepath.Join(dir, "store.json")
 	os.WriteFile(cfg, []byte("{}\n"), 0o644)
 	os.MkdirAll(storage, 0o755)
@@ -93,5 +93,38 @@ func TestStoreAgentUser(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
 		t.Errorf("validate-all with an unknown user: %v (want OCF_ERR_INSTALLED, 5)\n%s", err, out)
+	}
+}
+
+// TestStoreAgentStartFailure: a store that exits before it is ready (a TLS
+// key it may not read, say) fails the start, and what it said is kept in
+// the stderr file beside its log, not thrown away.
+func TestStoreAgentStartFailure(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the agent writes under /var/log and /run: root only")
+	}
+	dir := t.TempDir()
+	agent := filepath.Join(dir, "store")
+	os.WriteFile(agent, StoreAgent, 0o755)
+	bin := filepath.Join(dir, "mailfleetd")
+	os.WriteFile(bin, []byte("#!/bin/sh\n[ \"$4\" = -check ] && exit 0\nsleep 0.3\necho 'tls: open node.key: permission denied' >&2\nexit 1\n"), 0o755)
+	cfg := filepath.Join(dir, "store.json")
+	os.WriteFile(cfg, []byte("{}\n"), 0o644)
+	inst := "agenttest-" + strconv.Itoa(os.Getpid())
+	errlog := "/var/log/mailfleet/" + inst + ".stderr"
+	defer os.Remove(errlog)
+	defer os.Remove("/run/mailfleet-store/" + inst + ".ready")
+	cmd := exec.Command(agent, "start")
+	cmd.Env = append(os.Environ(), "OCF_ROOT=/usr/lib/ocf", "OCF_RESOURCE_INSTANCE="+inst,
+		"OCF_RESKEY_config="+cfg, "OCF_RESKEY_binary="+bin, "OCF_RESKEY_pidfile="+filepath.Join(dir, "pid"))
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("start succeeded for a store that exited:\n%s", out)
+	}
+	if !bytes.Contains(out, []byte("permission denied")) {
+		t.Errorf("the start's reason does not say why:\n%s", out)
+	}
+	if b, _ := os.ReadFile(errlog); !bytes.Contains(b, []byte("permission denied")) {
+		t.Errorf("%s: %q", errlog, b)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -22,6 +23,17 @@ type storeArgs struct {
 	check  bool
 	dev    bool
 	data   string
+	ready  string
+}
+
+// writeReady writes this process's pid to path (temp file and rename, so
+// that whoever waits for it never reads half of it).
+func writeReady(path string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func runStore(args []string, stdout, stderr io.Writer) int {
@@ -32,6 +44,7 @@ func runStore(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&a.check, "check", false, "validate the config and exit")
 	fs.BoolVar(&a.dev, "dev", false, "development mode: 127.0.0.1, free ports, one throwaway account")
 	fs.StringVar(&a.data, "data", "", "development mode: `dir` for mail, credentials and logs")
+	fs.StringVar(&a.ready, "ready-file", "", "write the pid to `file` once every listener is bound (for the OCF agent's start)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -69,6 +82,13 @@ func runStore(args []string, stdout, stderr io.Writer) int {
 	if err := in.Listen(); err != nil {
 		fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
 		return 1
+	}
+	if a.ready != "" {
+		if err := writeReady(a.ready); err != nil {
+			fmt.Fprintf(stderr, "mailfleetd store: ready file: %v\n", err)
+			return 1
+		}
+		defer os.Remove(a.ready)
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

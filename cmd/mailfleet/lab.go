@@ -1,0 +1,371 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mailfleet/mailfleet/lab"
+	"github.com/mailfleet/mailfleet/lab/initd"
+	"github.com/mailfleet/mailfleet/spec"
+	"github.com/mailfleet/mailfleet/spec/diagview"
+)
+
+// labCommands are the lab's subcommands; hidden ones run inside the lab
+// (a node's init and its systemctl/sysctl shims, the power switch, the
+// mount namespace set-up) and are not in the help.
+var labCommands []command
+
+func init() {
+	labCommands = []command{
+		{"up", "[-timeout 90s] PATH", "Build the topology's hosts on this machine (or converge them) and wait for their sshd.", runLabUp},
+		{"plan", "PATH [plan flags]", "mailfleet plan against the lab, from its workstation.", runLabDeploy("plan")},
+		{"apply", "PATH [apply flags]", "mailfleet apply to the lab, from its workstation.", runLabDeploy("apply")},
+		{"status", "[-json] PATH", "Nodes with their state and addresses, the service addresses, the SSH files.", runLabStatus},
+		{"exec", "PATH NODE -- CMD...", "Run a command on a node (or the workstation); its exit status is passed through.", runLabExec},
+		{"shell", "PATH NODE", "An interactive shell on a node (or the workstation).", runLabShell},
+		{"power", "off|on [-wait 60s] PATH NODE", "Cut or restore a node's power, as the lab's power switch does.", runLabPower},
+		{"down", "PATH", "Remove every namespace, mount, process and file of the lab.", runLabDown},
+	}
+}
+
+// labHidden are run by the lab itself.
+var labHidden = map[string]func(e *env, args []string) int{
+	"init":      func(e *env, args []string) int { return initd.Main(args) },
+	"systemctl": func(e *env, args []string) int { return initd.Systemctl(args) },
+	"sysctl":    func(e *env, args []string) int { return initd.Sysctl(args) },
+	"pdu":       runLabPDU,
+	"mountns":   runLabMountNS,
+}
+
+func labUsage(e *env) {
+	fmt.Fprint(e.stderr, `Usage: mailfleet lab COMMAND [flags] PATH [args]
+
+The lab builds a topology's hosts on this Linux machine (root; network and
+mount namespaces, one sshd per node) so that mailfleet plan and apply deploy
+to them exactly as to real hosts. Its state is /var/lib/mailfleet/lab/<site>.
+
+Commands:
+`)
+	for _, c := range labCommands {
+		fmt.Fprintf(e.stderr, "  %-7s %-26s %s\n", c.name, c.args, c.help)
+	}
+}
+
+func runLab(e *env, args []string) int {
+	if len(args) == 0 {
+		labUsage(e)
+		return 1
+	}
+	name := strings.TrimLeft(args[0], "-")
+	if name == "help" || name == "h" {
+		labUsage(e)
+		return 0
+	}
+	for _, c := range labCommands {
+		if c.name == name {
+			return c.run(e, args[1:])
+		}
+	}
+	if f, ok := labHidden[name]; ok {
+		return f(e, args[1:])
+	}
+	fmt.Fprintf(e.stderr, "mailfleet lab: unknown command %q\n\n", args[0])
+	labUsage(e)
+	return 1
+}
+
+// labTopology loads PATH; secrets are required only when asked (up needs the
+// fence devices' passwords).
+func labTopology(e *env, path string, secrets bool) *spec.Topology {
+	t, ds, src := load(e, path, secrets)
+	diagview.Text(e.stderr, errorsOnly(ds), src, e.color)
+	return t
+}
+
+// openLab loads the topology at path and opens its lab.
+func openLab(e *env, cmd, path string) *lab.Lab {
+	t := labTopology(e, path, false)
+	if t == nil {
+		return nil
+	}
+	l, err := lab.Open(lab.DirFor(t.Site.Name))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mailfleet lab %s: %v\n", cmd, err)
+		return nil
+	}
+	return l
+}
+
+func runLabUp(e *env, args []string) int {
+	fs := newFlags(e, "lab up", "[-timeout 90s] PATH")
+	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for every node's sshd")
+	path, ok := parsePath(e, fs, args)
+	if !ok {
+		return 1
+	}
+	t := labTopology(e, path, true)
+	if t == nil {
+		return 1
+	}
+	start := time.Now()
+	l, err := lab.Up(t, lab.Options{Timeout: *timeout, Log: e.stderr})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab up:", err)
+		if l != nil {
+			fmt.Fprintf(e.stderr, "What was made is recorded in %s/lab.json: mailfleet lab down %s removes it.\n", l.Dir, path)
+		}
+		return 1
+	}
+	fmt.Fprintf(e.stdout, "Lab %s is up: %d nodes in %.1fs.\n", l.Site, len(l.Nodes()), time.Since(start).Seconds())
+	fmt.Fprintf(e.stdout, "Deploy with: mailfleet lab apply %s\n", path)
+	return 0
+}
+
+func runLabDown(e *env, args []string) int {
+	fs := newFlags(e, "lab down", "PATH")
+	path, ok := parsePath(e, fs, args)
+	if !ok {
+		return 1
+	}
+	t := labTopology(e, path, false)
+	if t == nil {
+		return 1
+	}
+	s, err := lab.Layout(t, "")
+	if err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab down:", err)
+		return 1
+	}
+	if err := lab.Down(s, e.stderr); err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab down:", err)
+		return 1
+	}
+	return 0
+}
+
+func runLabPower(e *env, args []string) int {
+	fs := newFlags(e, "lab power", "off|on [-wait 60s] PATH NODE")
+	wait := fs.Duration("wait", 60*time.Second, "on: how long to wait for the node's sshd (0: do not wait)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return 1
+	}
+	if len(pos) != 3 || (pos[0] != "off" && pos[0] != "on") {
+		fs.Usage()
+		return 1
+	}
+	l := openLab(e, "power", pos[1])
+	if l == nil {
+		return 1
+	}
+	l.SetLog(e.stderr)
+	if pos[0] == "off" {
+		err = l.PowerOff(pos[2])
+	} else if err = l.PowerOn(pos[2]); err == nil && *wait > 0 {
+		err = l.WaitSSH([]string{pos[2]}, *wait)
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab power:", err)
+		return 1
+	}
+	return 0
+}
+
+func runLabStatus(e *env, args []string) int {
+	fs := newFlags(e, "lab status", "[-json] PATH")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	path, ok := parsePath(e, fs, args)
+	if !ok {
+		return 1
+	}
+	l := openLab(e, "status", path)
+	if l == nil {
+		return 1
+	}
+	st := l.Status()
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(e.stdout, "Lab %s (%s)\n\n", st.Site, st.Dir)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tKIND\tSTATE\tNAMESPACE\tADDRESSES")
+	rows := append(append(append([]lab.NodeStatus{}, st.Nodes...), st.PDUs...), st.Workstation)
+	for _, n := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Kind, n.State, n.Namespace, strings.Join(n.Addresses, " "))
+	}
+	tw.Flush()
+	if len(st.Services) > 0 {
+		var names []string
+		for n := range st.Services {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		fmt.Fprintln(e.stdout, "\nServices (from the workstation):")
+		for _, n := range names {
+			fmt.Fprintf(e.stdout, "  %-6s %s\n", n, st.Services[n])
+		}
+	}
+	fmt.Fprintf(e.stdout, "\nknown_hosts: %s\nidentity:    %s\n", st.KnownHosts, st.Identity)
+	return 0
+}
+
+// runCmd runs cmd with the terminal and passes its exit status through.
+func runCmd(e *env, name string, cmd *exec.Cmd) int {
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = e.stdin, e.stdout, e.stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if code := ee.ExitCode(); code >= 0 {
+				return code
+			}
+			return 1
+		}
+		fmt.Fprintf(e.stderr, "mailfleet lab %s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+func runLabExec(e *env, args []string) int {
+	var pre, argv []string
+	for i, a := range args {
+		if a == "--" {
+			argv = args[i+1:]
+			break
+		}
+		pre = append(pre, a)
+	}
+	if argv == nil && len(pre) > 2 {
+		pre, argv = pre[:2], pre[2:]
+	}
+	if len(pre) != 2 || len(argv) == 0 {
+		fmt.Fprintln(e.stderr, "Usage: mailfleet lab exec PATH NODE -- CMD...")
+		return 1
+	}
+	l := openLab(e, "exec", pre[0])
+	if l == nil {
+		return 1
+	}
+	cmd, err := l.Command(pre[1], argv)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab exec:", err)
+		return 1
+	}
+	return runCmd(e, "exec", cmd)
+}
+
+func runLabShell(e *env, args []string) int {
+	fs := newFlags(e, "lab shell", "PATH NODE")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return 1
+	}
+	if len(pos) != 2 {
+		fs.Usage()
+		return 1
+	}
+	l := openLab(e, "shell", pos[0])
+	if l == nil {
+		return 1
+	}
+	sh := "/bin/bash"
+	if s, ok := e.getenv("SHELL"); ok && s != "" {
+		if _, err := os.Stat(s); err == nil {
+			sh = s
+		}
+	}
+	cmd, err := l.Command(pos[1], []string{sh})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab shell:", err)
+		return 1
+	}
+	return runCmd(e, "shell", cmd)
+}
+
+// runLabDeploy runs mailfleet plan|apply inside the workstation's network
+// namespace with the lab's known_hosts and key: PATH first, then the
+// command's own flags.
+func runLabDeploy(name string) func(e *env, args []string) int {
+	return func(e *env, args []string) int {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			fmt.Fprintf(e.stderr, "Usage: mailfleet lab %s PATH [%s flags]\n", name, name)
+			return 1
+		}
+		path, rest := args[0], args[1:]
+		l := openLab(e, name, path)
+		if l == nil {
+			return 1
+		}
+		self, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(e.stderr, "mailfleet lab %s: %v\n", name, err)
+			return 1
+		}
+		argv := []string{self, name, "-known-hosts", l.KnownHosts(), "-identity", l.Identity()}
+		hasD := false
+		for _, a := range rest {
+			if strings.TrimLeft(strings.SplitN(a, "=", 2)[0], "-") == "mailfleetd" {
+				hasD = true
+			}
+		}
+		if d := filepath.Join(filepath.Dir(self), "mailfleetd"); !hasD {
+			if _, err := os.Stat(d); err == nil {
+				argv = append(argv, "-mailfleetd", d)
+			}
+		}
+		argv = append(append(argv, rest...), path)
+		cmd, err := l.Command(lab.KindWorkstation, argv)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "mailfleet lab %s: %v\n", name, err)
+			return 1
+		}
+		return runCmd(e, name, cmd)
+	}
+}
+
+func runLabPDU(e *env, args []string) int {
+	fs := newFlags(e, "lab pdu", "-dir LABDIR -fence NAME (password on stdin)")
+	dir := fs.String("dir", "", "the lab's state directory")
+	fence := fs.String("fence", "", "the fence device")
+	if _, err := parse(fs, args); err != nil {
+		return 1
+	}
+	pw, err := bufio.NewReader(e.stdin).ReadString('\n')
+	if err != nil && pw == "" {
+		fmt.Fprintln(e.stderr, "mailfleet lab pdu: no password on standard input")
+		return 1
+	}
+	if err := lab.ServePDU(*dir, *fence, strings.TrimRight(pw, "\r\n")); err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab pdu:", err)
+		return 1
+	}
+	return 0
+}
+
+func runLabMountNS(e *env, args []string) int {
+	fs := newFlags(e, "lab mountns", "-dir LABDIR -node NAME")
+	dir := fs.String("dir", "", "the lab's state directory")
+	node := fs.String("node", "", "the node")
+	if _, err := parse(fs, args); err != nil {
+		return 1
+	}
+	if err := lab.MountNode(*dir, *node); err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab mountns:", err)
+		return 1
+	}
+	return 0
+}
