@@ -1,0 +1,354 @@
+package examples
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// labCLI runs the mailfleet binary built for the lab tests.
+type labCLI struct {
+	t        *testing.T
+	bin      string // mailfleet
+	topology string // absolute path of examples/lab
+}
+
+// run runs mailfleet with args and returns its combined output and exit
+// status; the test fails only when the command could not run or timed out.
+func (c *labCLI) run(timeout time.Duration, stdin string, args ...string) (string, int) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.bin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	err := cmd.Run()
+	c.t.Logf("mailfleet %s: %.1fs", strings.Join(args, " "), time.Since(start).Seconds())
+	if ctx.Err() != nil {
+		c.t.Fatalf("mailfleet %s: timed out after %s\n%s", strings.Join(args, " "), timeout, out.String())
+	}
+	if err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return out.String(), ee.ExitCode()
+		}
+		c.t.Fatalf("mailfleet %s: %v", strings.Join(args, " "), err)
+	}
+	return out.String(), 0
+}
+
+// must runs mailfleet and fails the test unless it exits 0.
+func (c *labCLI) must(timeout time.Duration, args ...string) string {
+	c.t.Helper()
+	out, code := c.run(timeout, "", args...)
+	if code != 0 {
+		c.t.Fatalf("mailfleet %s: exit %d\n%s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// exec runs a command on a lab node (or the workstation).
+func (c *labCLI) exec(timeout time.Duration, node string, argv ...string) (string, int) {
+	c.t.Helper()
+	return c.run(timeout, "", append([]string{"lab", "exec", c.topology, node, "--"}, argv...)...)
+}
+
+// eventually retries f every interval until it returns nil or the timeout
+// passes, then fails with the last error.
+func eventually(t *testing.T, timeout, interval time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	for {
+		err := f()
+		if err == nil {
+			t.Logf("%s: after %.1fs", what, time.Since(start).Seconds())
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s: %v", what, timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+type labStatus struct {
+	Nodes []struct {
+		Name      string   `json:"name"`
+		Namespace string   `json:"namespace"`
+		State     string   `json:"state"`
+		Addresses []string `json:"addresses"`
+	} `json:"nodes"`
+	Services map[string]string `json:"services"`
+	Dir      string            `json:"dir"`
+	CA       string            `json:"ca"`
+}
+
+func (c *labCLI) status() labStatus {
+	c.t.Helper()
+	out := c.must(time.Minute, "lab", "status", "-json", c.topology)
+	var st labStatus
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		c.t.Fatalf("lab status -json: %v\n%s", err, out)
+	}
+	return st
+}
+
+// tryStatus is status for the clean-up: no failure when there is no lab.
+func (c *labCLI) tryStatus() (labStatus, bool) {
+	var st labStatus
+	out, code := c.run(time.Minute, "", "lab", "status", "-json", c.topology)
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Nodes) == 0 {
+		return st, false
+	}
+	return st, true
+}
+
+// TestLabEndToEnd is issue 6's acceptance run: the lab is built from
+// examples/lab, applied over SSH from the workstation namespace, accounts
+// are created, mail sent to the balancer's SMTP VIP reaches each account's
+// home instance and is read back through the IMAP and POP3 VIPs with
+// Python's clients; a second plan shows no changes; a backend node is
+// fenced by Pacemaker through the lab's power switch and rejoins after
+// power on; lab down leaves nothing behind.
+func TestLabEndToEnd(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Fatal("the lab needs root (network and mount namespaces)")
+	}
+	dir := t.TempDir()
+	for _, b := range []string{"mailfleet", "mailfleetd"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../cmd/"+b).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", b, err, out)
+		}
+	}
+	topo, err := filepath.Abs("lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &labCLI{t: t, bin: filepath.Join(dir, "mailfleet"), topology: topo}
+	t.Cleanup(func() {
+		st, ok := c.tryStatus()
+		inodes := labNetns(st)
+		out, code := c.run(5*time.Minute, "", "lab", "down", topo)
+		if code != 0 {
+			t.Errorf("lab down: exit %d\n%s", code, out)
+		}
+		if ok {
+			if left := labTraces(t, st, inodes); left != "" {
+				t.Errorf("lab down left traces behind:\n%s", left)
+			}
+		}
+	})
+
+	c.must(10*time.Minute, "lab", "up", topo)
+	out := c.must(20*time.Minute, "lab", "apply", topo, "-auto-approve")
+	if i := strings.LastIndex(out, "\n\n"); i >= 0 {
+		t.Logf("apply:%s", out[i:])
+	}
+	st := c.status()
+	for _, n := range st.Nodes {
+		if n.State != "on" {
+			t.Errorf("node %s is %s after apply", n.Name, n.State)
+		}
+	}
+
+	// Accounts, from the workstation, once the directory and both
+	// instances answer (Pacemaker starts them after the CIB is loaded).
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("lab-secret-pw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	accounts := map[string]string{"alice@example.com": "AXIGEN1", "bob@example.com": "AXIGEN2"}
+	for addr, inst := range accounts {
+		eventually(t, 4*time.Minute, 2*time.Second, "account add "+addr, func() error {
+			out, code := c.exec(time.Minute, "workstation", c.bin, "account", "add", addr,
+				"-password-file", pw, "-instance", inst, "-topology", topo)
+			if code != 0 {
+				return fmt.Errorf("exit %d: %s", code, out)
+			}
+			return nil
+		})
+	}
+
+	// Mail through the balancer, read back through the proxies.
+	mailcheck := filepath.Join(topo, "mailcheck.py")
+	args := []string{"python3", mailcheck, "--ca", st.CA,
+		"--smtp", st.Services["smtp"], "--imap", st.Services["imap"], "--pop3", st.Services["pop3"]}
+	for addr := range accounts {
+		args = append(args, addr+":"+pw)
+	}
+	eventually(t, 2*time.Minute, 2*time.Second, "mail through the VIPs", func() error {
+		out, code := c.exec(3*time.Minute, "workstation", args...)
+		if code != 0 {
+			return fmt.Errorf("exit %d: %s", code, out)
+		}
+		t.Logf("%s", out)
+		return nil
+	})
+
+	// Each message is on its account's home instance, where the cluster
+	// runs it.
+	for addr, inst := range accounts {
+		local := strings.Split(addr, "@")[0]
+		node := locate(t, c, inst+"-store")
+		out, code := c.exec(time.Minute, node, "sh", "-c",
+			fmt.Sprintf("ls /var/opt/%s/domains/example.com/%s/cur /var/opt/%s/domains/example.com/%s/new", inst, local, inst, local))
+		if code != 0 || len(strings.Fields(out)) < 3 {
+			t.Errorf("%s: no message in its maildir on %s (%s):\n%s", addr, node, inst, out)
+		}
+	}
+
+	out, code := c.run(5*time.Minute, "", "lab", "plan", topo, "-detailed-exitcode")
+	if code != 0 {
+		t.Fatalf("lab plan -detailed-exitcode after apply: exit %d, want 0\n%s", code, out)
+	}
+
+	// Fencing is real: Pacemaker's stonith, through the lab's fence agent
+	// and power switch, powers a node off; power on brings it back.
+	victim := locate(t, c, "AXIGEN2-store")
+	from := "ldapnode"
+	if victim == from {
+		from = "standby"
+	}
+	out, code = c.exec(3*time.Minute, from, "stonith_admin", "--fence", victim, "--timeout", "120")
+	if code != 0 {
+		t.Fatalf("stonith_admin --fence %s: exit %d\n%s", victim, code, out)
+	}
+	if s := nodeState(c.status(), victim); s != "off" {
+		t.Fatalf("%s is %q after stonith_admin --fence, want off", victim, s)
+	}
+	eventually(t, 3*time.Minute, 2*time.Second, "AXIGEN2 moved off the fenced node", func() error {
+		if n := locate(t, c, "AXIGEN2-store"); n == victim || n == "" {
+			return fmt.Errorf("AXIGEN2-store on %q", n)
+		}
+		return nil
+	})
+	eventually(t, 2*time.Minute, 2*time.Second, "bob's mail after failover", func() error {
+		out, code := c.exec(3*time.Minute, "workstation", "python3", mailcheck, "--ca", st.CA,
+			"--smtp", st.Services["smtp"], "--imap", st.Services["imap"], "--pop3", st.Services["pop3"], "bob@example.com:"+pw)
+		if code != 0 {
+			return fmt.Errorf("exit %d: %s", code, out)
+		}
+		return nil
+	})
+	eventually(t, time.Minute, time.Second, "the cluster sees "+victim+" offline", func() error {
+		if online(t, c, from, victim) {
+			return fmt.Errorf("%s still online in crm_mon", victim)
+		}
+		return nil
+	})
+	c.must(5*time.Minute, "lab", "power", "on", topo, victim)
+	eventually(t, 4*time.Minute, 2*time.Second, victim+" rejoins the cluster", func() error {
+		if !online(t, c, from, victim) {
+			return fmt.Errorf("%s is not online in crm_mon", victim)
+		}
+		return nil
+	})
+}
+
+// online: crm_mon run on node from shows node online.
+func online(t *testing.T, c *labCLI, from, node string) bool {
+	t.Helper()
+	out, code := c.exec(time.Minute, from, "crm_mon", "-1", "--output-as=xml")
+	if code != 0 {
+		return false
+	}
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.HasPrefix(l, "<node name=\""+node+"\"") {
+			return strings.Contains(l, `online="true"`)
+		}
+	}
+	return false
+}
+
+// locate is the node where the cluster runs resource, "" when nowhere.
+func locate(t *testing.T, c *labCLI, resource string) string {
+	t.Helper()
+	for _, n := range []string{"ldapnode", "standby", "axigenode1", "axigenode2"} {
+		out, code := c.exec(time.Minute, n, "crm_resource", "--quiet", "--locate", "--resource", resource)
+		if code == 0 {
+			return strings.TrimSpace(out)
+		}
+	}
+	return ""
+}
+
+func nodeState(st labStatus, node string) string {
+	for _, n := range st.Nodes {
+		if n.Name == node {
+			return n.State
+		}
+	}
+	return ""
+}
+
+// labTraces lists what the lab st left on the machine after lab down: its
+// network namespaces, links named with its prefix in the root namespace,
+// mounts under its state directory, processes in its namespaces. Other
+// tests' labs (other prefixes) may come and go meanwhile.
+func labTraces(t *testing.T, st labStatus, netns map[string]bool) string {
+	t.Helper()
+	prefix, _, _ := strings.Cut(st.Nodes[0].Namespace, "-")
+	if len(prefix) < 3 {
+		t.Fatalf("namespace %q has no lab prefix", st.Nodes[0].Namespace)
+	}
+	var b strings.Builder
+	ns, _ := exec.Command("ip", "netns", "list").Output()
+	for _, l := range strings.Split(string(ns), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			b.WriteString("netns " + l + "\n")
+		}
+	}
+	links, _ := exec.Command("ip", "-o", "link", "show").Output()
+	for _, l := range strings.Split(string(links), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], prefix) {
+			b.WriteString("link " + f[1] + "\n")
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if st.Dir != "" && strings.Contains(l, st.Dir) {
+			b.WriteString("mount " + l + "\n")
+		}
+	}
+	if _, err := os.Stat(st.Dir); err == nil {
+		b.WriteString("state directory " + st.Dir + " still exists\n")
+	}
+	// Every process is checked by its network namespace (the lab's were
+	// noted before down) and by its command line (the power switch names
+	// the state directory).
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cl, _ := os.ReadFile(filepath.Join(p, "cmdline"))
+		cmd := strings.ReplaceAll(string(cl), "\x00", " ")
+		ns, _ := os.Readlink(filepath.Join(p, "ns", "net"))
+		if netns[ns] || (st.Dir != "" && strings.Contains(cmd, st.Dir)) {
+			b.WriteString("process " + filepath.Base(p) + " (" + ns + "): " + cmd + "\n")
+		}
+	}
+	return b.String()
+}
+
+// labNetns are the network namespaces of lab st's hosts, as
+// /proc/PID/ns/net names them ("net:[INODE]").
+func labNetns(st labStatus) map[string]bool {
+	out := map[string]bool{}
+	for _, n := range st.Nodes {
+		var sb syscall.Stat_t
+		if syscall.Stat("/run/netns/"+n.Namespace, &sb) == nil {
+			out[fmt.Sprintf("net:[%d]", sb.Ino)] = true
+		}
+	}
+	return out
+}
