@@ -299,13 +299,42 @@ func runLabShell(e *env, args []string) int {
 // runLabDeploy runs mailfleet plan|apply inside the workstation's network
 // namespace with the lab's known_hosts and key: PATH first, then the
 // command's own flags.
+// labDeployPath finds the topology PATH among lab plan|apply's arguments,
+// which may come before or after the plan and apply flags: the one
+// argument that is neither a flag nor the value of a flag that takes one.
+func labDeployPath(args []string) (path string, rest []string, ok bool) {
+	valued := map[string]bool{"target": true, "parallelism": true, "known-hosts": true, "identity": true,
+		"timeout": true, "mailfleetd": true, "out": true}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if strings.HasPrefix(a, "-") && a != "-" {
+			rest = append(rest, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && valued[name] && i+1 < len(args) {
+				i++
+				rest = append(rest, args[i])
+			}
+			continue
+		}
+		if path != "" {
+			return "", nil, false
+		}
+		path = a
+	}
+	return path, rest, path != ""
+}
+
 func runLabDeploy(name string) func(e *env, args []string) int {
 	return func(e *env, args []string) int {
-		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		path, rest, ok := labDeployPath(args)
+		if !ok {
 			fmt.Fprintf(e.stderr, "Usage: mailfleet lab %s PATH [%s flags]\n", name, name)
 			return 1
 		}
-		path, rest := args[0], args[1:]
 		l := openLab(e, name, path)
 		if l == nil {
 			return 1

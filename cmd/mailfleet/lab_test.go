@@ -122,3 +122,24 @@ func copyTopology(t *testing.T, from, to, old, repl string) {
 		t.Fatal(err)
 	}
 }
+
+func TestLabDeployPath(t *testing.T) {
+	for _, c := range []struct {
+		args       []string
+		path, rest string
+		ok         bool
+	}{
+		{[]string{"examples/lab"}, "examples/lab", "", true},
+		{[]string{"-auto-approve", "examples/lab"}, "examples/lab", "-auto-approve", true},
+		{[]string{"examples/lab", "-detailed-exitcode"}, "examples/lab", "-detailed-exitcode", true},
+		{[]string{"-target", "proxy1", "examples/lab", "-parallelism=3"}, "examples/lab", "-target proxy1 -parallelism=3", true},
+		{[]string{"--out", "p.plan", "x"}, "x", "--out p.plan", true},
+		{[]string{"-auto-approve"}, "", "-auto-approve", false},
+		{[]string{"a", "b"}, "", "", false},
+	} {
+		path, rest, ok := labDeployPath(c.args)
+		if path != c.path || strings.Join(rest, " ") != c.rest || ok != c.ok {
+			t.Errorf("%q: %q %q %v, want %q %q %v", c.args, path, rest, ok, c.path, c.rest, c.ok)
+		}
+	}
+}
