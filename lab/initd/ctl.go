@@ -377,7 +377,7 @@ func (m *manager) isVerb(req request, out, errOut *bytes.Buffer) int {
 
 // snapshot is a consistent copy of a service's state for display.
 type snapshot struct {
-	u                            *Unit
+	u                            *unitFile
 	active, sub, result, status  string
 	mainPID, nRestarts           int
 	since                        time.Time

@@ -27,7 +27,7 @@
 // shows it on a "Lab:" line.
 //
 // Honoured: [Unit] Description, Requires, Wants, BindsTo (as Requires),
-// Requisite, PartOf, After, Before, Condition*= (PathExists, PathExistsGlob,
+// PartOf (stop and restart propagate), After, Before, Condition*= (PathExists, PathExistsGlob,
 // PathIsDirectory, PathIsSymbolicLink, PathIsReadWrite, FileNotEmpty,
 // FileIsExecutable, DirectoryNotEmpty, with "!" and "|"; the others, such as
 // ConditionKernelCommandLine or ConditionVirtualization, hold), Assert*=
@@ -72,7 +72,7 @@
 // PermissionsStartOnly, SyslogIdentifier, SyslogFacility,
 // StandardInput (always /dev/null), KeyringMode, Documentation,
 // DefaultDependencies, IgnoreOnIsolate, RefuseManualStart/Stop,
-// OnFailure, JobTimeoutSec, Conflicts.
+// OnFailure, JobTimeoutSec, Conflicts, Requisite.
 //
 // # Processes
 //

@@ -282,7 +282,7 @@ func envFileValue(v string) string {
 
 // serviceEnvironment builds the environment of a service's processes:
 // the lab's base, Environment= then EnvironmentFile= (files override).
-func serviceEnvironment(s *ServiceConfig, base map[string]string) (map[string]string, error) {
+func serviceEnvironment(s *serviceConfig, base map[string]string) (map[string]string, error) {
 	env := map[string]string{}
 	for k, v := range base {
 		env[k] = v

@@ -46,7 +46,7 @@ type service struct {
 	op sync.Mutex // one job at a time on this unit
 
 	// guarded by m.mu; unit is replaced only with op held too
-	unit         *Unit
+	unit         *unitFile
 	active, sub  string
 	result       string
 	mainPID      int
@@ -107,7 +107,7 @@ func newInvocationID() string {
 
 // credentials resolves User=/Group= to a credential (nil: root), the
 // user's home and name.
-func credentials(sc *ServiceConfig) (*syscall.Credential, string, string, error) {
+func credentials(sc *serviceConfig) (*syscall.Credential, string, string, error) {
 	if sc.User == "" && sc.Group == "" {
 		return nil, "/root", "root", nil
 	}

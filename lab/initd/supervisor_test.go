@@ -578,3 +578,40 @@ func TestMaskedAndRemainAfterExit(t *testing.T) {
 		t.Errorf("unmask left the link")
 	}
 }
+
+// TestConcurrentClients: jobs, reloads and queries from several clients at
+// once (run with -race, the supervisor's own race reports fail the test).
+func TestConcurrentClients(t *testing.T) {
+	n := newNode(t)
+	for _, u := range []string{"a", "b", "c"} {
+		n.writeUnit(u+".service", "[Unit]\nAfter=a.service\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep 1000\nRestart=always\n")
+	}
+	n.writeUnit("c.service.d/dep.conf", "[Unit]\nRequires=b.service\nAfter=b.service\n")
+	n.start()
+	n.must("start", "a", "b", "c")
+	deadline := time.Now().Add(3 * time.Second)
+	errs := make(chan string, 100)
+	done := make(chan struct{})
+	jobs := [][]string{{"restart", "b"}, {"restart", "a", "c"}, {"daemon-reload"}, {"status", "a", "b", "c"}, {"reload-or-restart", "c"}, {"list-units"}}
+	for _, job := range jobs {
+		go func(args []string) {
+			defer func() { done <- struct{}{} }()
+			for time.Now().Before(deadline) {
+				if _, errOut, code := n.ctl(args...); code != 0 && args[0] != "status" {
+					errs <- fmt.Sprintf("%v: %d %s", args, code, errOut)
+					return
+				}
+			}
+		}(job)
+	}
+	for range jobs {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	for _, u := range []string{"a", "b", "c"} {
+		waitFor(t, 5*time.Second, u+" active", func() bool { return n.prop(u, "ActiveState") == "active" })
+	}
+}

@@ -244,8 +244,8 @@ func expandSpecifiers(s string, c specifierContext) string {
 	return b.String()
 }
 
-// Unit is a loaded unit: its file, drop-ins and the settings the lab uses.
-type Unit struct {
+// unitFile is a loaded unit: its file, drop-ins and the settings the lab uses.
+type unitFile struct {
 	Name     string   // canonical name, e.g. "ssh.service", "mailfleetd-store@AXIGEN1.service"
 	Fragment string   // path of the unit file ("" for a target without file)
 	DropIns  []string // drop-in files, in the order applied
@@ -264,15 +264,15 @@ type Unit struct {
 	WantedBy, RequiredBy, Also, Alias []string
 	DefaultInstance                   string
 	HasInstall                        bool
-	Service                           ServiceConfig
+	Service                           serviceConfig
 }
 
 type condition struct {
 	Key, Value string
 }
 
-// ServiceConfig holds the [Service] keys the lab honours.
-type ServiceConfig struct {
+// serviceConfig holds the [Service] keys the lab honours.
+type serviceConfig struct {
 	Type                                              string
 	ExecCondition, ExecStartPre, ExecStart            []string
 	ExecStartPost, ExecReload, ExecStop, ExecStopPost []string
@@ -469,10 +469,10 @@ func dropInNames(name string, aliases []string) []string {
 
 // load reads a unit by name. A target or other non-service unit without a
 // file loads as an empty unit.
-func (l *loader) load(name string) (*Unit, error) {
+func (l *loader) load(name string) (*unitFile, error) {
 	name = normalizeName(name)
 	path, canonical, masked, err := l.findFragment(name)
-	u := &Unit{Name: canonical, Fragment: path, Masked: masked}
+	u := &unitFile{Name: canonical, Fragment: path, Masked: masked}
 	if err != nil {
 		if unitSuffix(name) != ".service" {
 			u.Fragment = ""
@@ -589,7 +589,7 @@ func contains(list []string, s string) bool {
 }
 
 // finish derives the typed settings from the entries.
-func (u *Unit) finish() {
+func (u *unitFile) finish() {
 	s := &u.Service
 	s.Type = "simple"
 	s.Restart = "no"

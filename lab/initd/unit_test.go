@@ -103,7 +103,7 @@ C=plain value # trailing comment
 D=cont\
 inued
 `), 0644)
-	sc := &ServiceConfig{
+	sc := &serviceConfig{
 		Environment:     []string{`"A=from environment" E=5`, `F="x y"`},
 		EnvironmentFile: []string{f, "-/nonexistent"},
 	}
@@ -301,7 +301,7 @@ func FuzzParseUnitFile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		u := &Unit{Name: "fuzz@i.service", Entries: es}
+		u := &unitFile{Name: "fuzz@i.service", Entries: es}
 		u.finish()
 		for _, l := range append(u.Service.ExecStart, u.Service.ExecStop...) {
 			if pl, err := parseExecLine(l); err == nil {
