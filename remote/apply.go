@@ -612,7 +612,11 @@ func (e *Engine) writeHost(ctx context.Context, a *applying) error {
 	}
 	// The manifest holds the hashes of secrets too: root only.
 	e.progress(node, "writing the manifest")
-	m, err := json.MarshalIndent(NewManifest(host.Files), "", "  ")
+	nm := NewManifest(host.Files)
+	if err := e.stampLarge(a, &nm, host.Files); err != nil {
+		return err
+	}
+	m, err := json.MarshalIndent(nm, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -625,6 +629,32 @@ func (e *Engine) writeHost(ctx context.Context, a *applying) error {
 		}
 	} else if len(a.actions) > 0 {
 		e.progress(node, "waiting for the other hosts")
+	}
+	return nil
+}
+
+// stampLarge records the size and time of every large file in m, as they
+// are on the host now (written by this apply, or left as they were when
+// they already matched), so that the next plan can skip hashing them.
+func (e *Engine) stampLarge(a *applying, m *Manifest, files []File) error {
+	large := map[string]bool{}
+	for _, f := range files {
+		if len(f.Content) > LargeFile {
+			large[f.Path] = true
+		}
+	}
+	for i := range m.Files {
+		mf := &m.Files[i]
+		if !large[mf.Path] {
+			continue
+		}
+		info, ok, err := a.h.Stat(e.root(a.plan.Node) + mf.Path)
+		if err != nil {
+			return err
+		}
+		if ok {
+			mf.Size, mf.MTime = info.Size, info.MTime
+		}
 	}
 	return nil
 }

@@ -565,8 +565,34 @@ func TestLargeFile(t *testing.T) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	if !slicesContains(keys, "sum /usr/local/bin/mailfleetd") || slicesContains(keys, "read /usr/local/bin/mailfleetd") {
+	// As written by apply (size and time in the manifest): neither read
+	// nor hashed on the host.
+	if slicesContains(keys, "sum /usr/local/bin/mailfleetd") || slicesContains(keys, "read /usr/local/bin/mailfleetd") ||
+		!slicesContains(keys, "stat /usr/local/bin/mailfleetd") {
 		t.Errorf("read: %v", keys)
+	}
+	// Changed on the host behind mailfleet's back (same size, another
+	// time): hashed there, and the difference found.
+	onHost := f.path("big", "/usr/local/bin/mailfleetd")
+	changed := append([]byte(nil), content...)
+	changed[7] ^= 1
+	if err := os.WriteFile(onHost, changed, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(5 * time.Second)
+	if err := os.Chtimes(onHost, later, later); err != nil {
+		t.Fatal(err)
+	}
+	plans = f.plan(hosts())
+	if s := format(plans); !strings.Contains(s, "~ /usr/local/bin/mailfleetd (content)\n      (binary)\n") {
+		t.Errorf("changed on the host:\n%s", s)
+	}
+	if _, ok := plans[0].Read["sum /usr/local/bin/mailfleetd"]; !ok {
+		t.Errorf("a file changed on the host was not hashed: %v", plans[0].Read)
+	}
+	f.eng.Apply(context.Background(), plans)
+	if s := format(f.plan(hosts())); s != "No changes.\n" {
+		t.Errorf("after the second apply:\n%s", s)
 	}
 	content = append([]byte(nil), content...)
 	content[100] ^= 1

@@ -95,7 +95,7 @@ func fpStat(i sftp.Info, ok bool) string {
 	if !ok {
 		return "absent"
 	}
-	return fmt.Sprintf("%v %d %d %d", i.Mode, i.UID, i.GID, i.Size)
+	return fmt.Sprintf("%v %d %d %d %d", i.Mode, i.UID, i.GID, i.Size, i.MTime)
 }
 
 func (v *view) SHA256(ctx context.Context, p string) (string, bool, error) {

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -154,6 +156,12 @@ func (d *deploy) progressFunc() func(remote.Event) {
 // pseudo-host) into remote's: files, binaries (their bytes from bins, by
 // Name), setup commands, packages and how to reach each host.
 func hostsFromRender(out *render.Output, bins map[string][]byte) ([]remote.Host, error) {
+	// A binary goes to many hosts: hash it once, not per host.
+	sums := map[string]string{}
+	for name, b := range bins {
+		s := sha256.Sum256(b)
+		sums[name] = hex.EncodeToString(s[:])
+	}
 	var hs []remote.Host
 	for _, h := range out.Hosts {
 		if h.Node == render.WorkstationHost {
@@ -173,7 +181,8 @@ func hostsFromRender(out *render.Output, bins map[string][]byte) ([]remote.Host,
 			if !ok {
 				return nil, fmt.Errorf("%s: no local build of %q for %s", h.Node, b.Name, b.Path)
 			}
-			rh.Files = append(rh.Files, remote.File{Path: b.Path, Mode: b.Mode, Content: content, Actions: actionsOf(b.Actions)})
+			rh.Files = append(rh.Files, remote.File{Path: b.Path, Mode: b.Mode, Content: content, Sum: sums[b.Name],
+				Actions: actionsOf(b.Actions)})
 		}
 		hs = append(hs, rh)
 	}

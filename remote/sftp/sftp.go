@@ -81,6 +81,8 @@ type Info struct {
 	UID  int
 	GID  int
 	Size int64
+	// MTime is the modification time in seconds (SFTP's resolution).
+	MTime int64
 }
 
 // Stat describes p without following a final symbolic link; exists is
@@ -93,7 +95,7 @@ func (h *Host) Stat(p string) (info Info, exists bool, err error) {
 	if err != nil {
 		return Info{}, false, h.errorf("stat", p, err)
 	}
-	info = Info{Mode: fi.Mode(), Size: fi.Size(), UID: -1, GID: -1}
+	info = Info{Mode: fi.Mode(), Size: fi.Size(), UID: -1, GID: -1, MTime: fi.ModTime().Unix()}
 	if st, ok := fi.Sys().(*sftp.FileStat); ok {
 		info.UID, info.GID = int(st.UID), int(st.GID)
 	}
