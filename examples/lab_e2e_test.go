@@ -131,8 +131,21 @@ func TestLabEndToEnd(t *testing.T) {
 			t.Fatalf("go build %s: %v\n%s", b, err, out)
 		}
 	}
-	topo, err := filepath.Abs("lab")
+	// examples/lab under a site name of its own: its namespaces and state
+	// are apart from a lab the user has up (bash demo.sh).
+	topo := filepath.Join(dir, "lab")
+	if out, err := exec.Command("cp", "-r", "lab", topo).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+	site := filepath.Join(topo, "site.hcl")
+	src, err := os.ReadFile(site)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(src, []byte(`site "lab" {`)) {
+		t.Fatal(`examples/lab/site.hcl has no site "lab" block`)
+	}
+	if err := os.WriteFile(site, bytes.Replace(src, []byte(`site "lab" {`), []byte(`site "e2e" {`), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c := &labCLI{t: t, bin: filepath.Join(dir, "mailfleet"), topology: topo}
