@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
@@ -543,9 +542,4 @@ func MountNode(dir, node string) error {
 		return fmt.Errorf("lab: hide %s: %w", Root, err)
 	}
 	return nil
-}
-
-// waitGone is true when no process with pid is left.
-func alive(pid int) bool {
-	return pid > 0 && syscall.Kill(pid, 0) == nil
 }

@@ -22,15 +22,14 @@ import (
 // fleet is several real sshd, one per node on its own 127.0.0.x, each
 // node's files under its own root directory.
 type fleet struct {
-	t       *testing.T
-	key     sshdtest.ClientKey
-	srv     map[string]*sshdtest.Server
-	nodes   []string
-	base    string // roots are base/NODE
-	kh      string
-	pool    *sshconn.Pool
-	eng     *remote.Engine
-	timeout time.Duration
+	t     *testing.T
+	key   sshdtest.ClientKey
+	srv   map[string]*sshdtest.Server
+	nodes []string
+	base  string // roots are base/NODE
+	kh    string
+	pool  *sshconn.Pool
+	eng   *remote.Engine
 }
 
 // newFleet starts one sshd per node (127.0.0.first, .first+1, …) and a
