@@ -560,3 +560,14 @@ func TestCheckToolsNamesPackages(t *testing.T) {
 		t.Errorf("CheckTools on this machine: %v", err)
 	}
 }
+
+// MissingPackages names exactly the packages dpkg does not have installed.
+func TestMissingPackages(t *testing.T) {
+	missing, err := MissingPackages([]string{"iproute2", "openssh-server", "no-such-package-mailfleet"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(missing, " ") != "no-such-package-mailfleet" {
+		t.Fatalf("missing: %v", missing)
+	}
+}

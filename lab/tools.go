@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -62,4 +63,38 @@ func lookPath(name string) (string, error) {
 		}
 	}
 	return exec.LookPath(name)
+}
+
+// MissingPackages returns those of pkgs that are not installed on this
+// machine. The lab's nodes share the machine's /usr, so the packages their
+// roles need (render's Host.Packages) must be installed here: apply would
+// otherwise run apt-get inside a node and write into the machine's /usr.
+func MissingPackages(pkgs []string) ([]string, error) {
+	if len(pkgs) == 0 {
+		return nil, nil
+	}
+	out, err := exec.Command("dpkg-query", append([]string{"-W", "-f", "${Package}\t${db:Status-Status}\n"}, pkgs...)...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		// dpkg-query exits 1 when a package is unknown; its output still
+		// lists the others.
+		if !errors.As(err, &ee) {
+			return nil, fmt.Errorf("lab: dpkg-query: %w (the lab needs a Debian machine)", err)
+		}
+	}
+	installed := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, status, ok := strings.Cut(line, "\t")
+		if ok && status == "installed" {
+			installed[strings.SplitN(name, ":", 2)[0]] = true
+		}
+	}
+	var missing []string
+	for _, p := range pkgs {
+		if !installed[p] {
+			missing = append(missing, p)
+		}
+	}
+	sort.Strings(missing)
+	return missing, nil
 }

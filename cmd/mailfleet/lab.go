@@ -15,6 +15,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/lab"
 	"github.com/mailfleet/mailfleet/lab/initd"
+	"github.com/mailfleet/mailfleet/render"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/diagview"
 )
@@ -116,6 +117,9 @@ func runLabUp(e *env, args []string) int {
 	if t == nil {
 		return 1
 	}
+	if !labPackages(e, t, path) {
+		return 1
+	}
 	start := time.Now()
 	l, err := lab.Up(t, lab.Options{Timeout: *timeout, Log: e.stderr})
 	if err != nil {
@@ -128,6 +132,39 @@ func runLabUp(e *env, args []string) int {
 	fmt.Fprintf(e.stdout, "Lab %s is up: %d nodes in %.1fs.\n", l.Site, len(l.Nodes()), time.Since(start).Seconds())
 	fmt.Fprintf(e.stdout, "Deploy with: mailfleet lab apply %s\n", path)
 	return 0
+}
+
+// labPackages makes sure this machine has every Debian package the
+// topology's hosts need (the nodes share its /usr); false after saying which
+// are missing and how to install them.
+func labPackages(e *env, t *spec.Topology, path string) bool {
+	out, err := render.Render(t, render.Options{AllowUnknownSecrets: true})
+	if err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab up:", err)
+		return false
+	}
+	seen := map[string]bool{}
+	var want []string
+	for _, h := range out.Hosts {
+		for _, p := range h.Packages {
+			if !seen[p] && h.Node != render.WorkstationHost {
+				seen[p] = true
+				want = append(want, p)
+			}
+		}
+	}
+	missing, err := lab.MissingPackages(want)
+	if err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab up:", err)
+		return false
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(e.stderr, "mailfleet lab up: the hosts of %s need Debian packages this machine lacks (lab nodes share its /usr): %s\n"+
+			"  install them with: apt-get install -y %s   (bash scripts/deps.sh installs everything the lab uses)\n",
+			path, strings.Join(missing, " "), strings.Join(missing, " "))
+		return false
+	}
+	return true
 }
 
 func runLabDown(e *env, args []string) int {
