@@ -219,6 +219,14 @@ func TestLabEndToEnd(t *testing.T) {
 		if code != 0 || len(strings.Fields(out)) < 3 {
 			t.Errorf("%s: no message in its maildir on %s (%s):\n%s", addr, node, inst, out)
 		}
+		// The store runs as the mailfleet user with the open files limit
+		// the CIB gives its agent (2 front-end nodes × 2000 sessions × 3
+		// descriptors + 1024), not Pacemaker's own.
+		out, _ = c.exec(time.Minute, node, "sh", "-c",
+			fmt.Sprintf("p=$(cat /run/mailfleet-store/%s-store.ready); stat -c %%U /proc/$p; grep 'Max open files' /proc/$p/limits", inst))
+		if f := strings.Fields(out); len(f) < 6 || f[0] != "mailfleet" || f[4] != "13024" {
+			t.Errorf("%s's store on %s: user and limits:\n%s", inst, node, out)
+		}
 	}
 
 	out, code := c.run(5*time.Minute, "", "lab", "plan", topo, "-detailed-exitcode")

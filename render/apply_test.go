@@ -140,6 +140,11 @@ func TestStoreResourceUser(t *testing.T) {
 	if got := cib.param(storeResourceID(inst), "dirs"); got != want {
 		t.Errorf("store dirs %q, want %q", got, want)
 	}
+	// 10000 sessions on each of 3 front-end nodes, 3 descriptors each, and
+	// headroom: what the unit's LimitNOFILE would have been.
+	if got := cib.param(storeResourceID(inst), "nofile"); got != "91024" {
+		t.Errorf("store nofile %q, want 91024", got)
+	}
 	if got := cib.param(slapdResourceID(topo.Directory), "ignore_suffix"); got != topo.Directory.Base {
 		t.Errorf("slapd ignore_suffix %q, want the base (the monitor must not need the base entry)", got)
 	}

@@ -421,14 +421,17 @@ func cibFilesystem(id string, p *spec.Partition, mountpoint string) cibPrimitive
 // primitive: its config, and the user the agent runs the store as (the one
 // the units of the other daemons name), with the directories the store
 // writes, which the agent gives to that user at every start (a partition
-// mounted afresh has a root-owned root).
-func storeAgentParams(i *spec.Instance) []string {
+// mounted afresh has a root-owned root), and its open files limit, sized
+// for the sessions of every front-end node together (Pacemaker's own limit
+// would be far too small).
+func storeAgentParams(t *spec.Topology, i *spec.Instance) []string {
 	var dirs []string
 	for _, c := range instancePartitions(i) {
 		dirs = append(dirs, c.p.Mountpoint)
 	}
 	dirs = append(dirs, storeLogDir)
-	return []string{"config", storeConfigPath(i), "user", daemonUser, "dirs", strings.Join(dirs, " ")}
+	return []string{"config", storeConfigPath(i), "user", daemonUser, "dirs", strings.Join(dirs, " "),
+		"nofile", strconv.Itoa(storeCapacity(t)*storeFDsSession + daemonFDHeadroom)}
 }
 
 // cibIPaddr2 is a VIP; IPaddr2 sends the gratuitous ARP that makes the
@@ -502,7 +505,7 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 		}
 		g.Primitives = append(g.Primitives,
 			cibIPaddr2(i.Name+"-ip", i.VIP, network),
-			cibNewPrimitive(storeResourceID(i), "ocf", "mailfleet", "store", storeAgentParams(i), cibStoreOps))
+			cibNewPrimitive(storeResourceID(i), "ocf", "mailfleet", "store", storeAgentParams(t, i), cibStoreOps))
 		cfg.Resources.Groups = append(cfg.Resources.Groups, g)
 		prefer(i.Name, i.Nodes)
 	}

@@ -62,18 +62,10 @@ func renderUnits(b *builder) error {
 			frontendSess[n] += frontendSessions(fe)
 		}
 	}
-	backend := map[*spec.Node]bool{}
-	for _, inst := range b.t.Instances {
-		for _, n := range inst.Nodes {
-			backend[n] = true
-		}
-	}
-
 	// Most nodes of a role have the same unit: each distinct one is rendered
 	// once and its bytes shared between the nodes.
 	units := map[string][]byte{}
 	addUnit := func(n *spec.Node, name string, u *unitView) error { return addUnit(b, units, n, name, u) }
-	var store *unitView
 	// t.Nodes is sorted by name, which keeps the order of the work stable.
 	for _, n := range b.t.Nodes {
 		if conns, ok := balancerConns[n]; ok {
@@ -88,14 +80,6 @@ func renderUnits(b *builder) error {
 			u := daemonUnit("frontend", "mailfleet front-end (IMAP and POP3 proxies, SMTP router)")
 			u.LimitNOFILE = sessions*frontendFDsSession + daemonFDHeadroom
 			if err := addUnit(n, "mailfleetd-frontend.service", u); err != nil {
-				return err
-			}
-		}
-		if backend[n] {
-			if store == nil {
-				store = storeUnit(b.t)
-			}
-			if err := addUnit(n, "mailfleetd-store@.service", store); err != nil {
 				return err
 			}
 		}
@@ -117,31 +101,6 @@ func daemonUnit(role, description string) *unitView {
 		RestartSec:   "1s",
 		Capabilities: daemonNetBindCap,
 		WantedBy:     "multi-user.target",
-	}
-}
-
-// storeUnit is the template unit of the stores, one instance per mail
-// instance (mailfleetd-store@AXIGEN1). The cluster starts and stops it after
-// mounting the partitions and adding the VIP, so it is never enabled (no
-// [Install]) and systemd does not restart it: a failure must reach
-// Pacemaker, which recovers or relocates the instance.
-func storeUnit(t *spec.Topology) *unitView {
-	return &unitView{
-		Comments: []string{
-			"Started and stopped by the cluster (Pacemaker), never enabled: it needs the",
-			"instance's partitions mounted and its VIP up, which the cluster provides.",
-		},
-		Description:  "mailfleet mail store instance %i",
-		After:        "network.target",
-		Type:         "exec",
-		User:         daemonUser,
-		Group:        daemonGroup,
-		ExecStart:    daemonBinary + " store -config /etc/mailfleet/store-%i.json",
-		ExecReload:   "/bin/kill -HUP $MAINPID",
-		Restart:      "no",
-		LimitNOFILE:  storeCapacity(t)*storeFDsSession + daemonFDHeadroom,
-		Capabilities: daemonNetBindCap,
-		LogsDir:      "mailfleet",
 	}
 }
 

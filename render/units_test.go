@@ -47,7 +47,6 @@ func TestUnitsReference(t *testing.T) {
 	const (
 		balancer = daemonUnitDir + "/mailfleetd-balancer.service"
 		frontend = daemonUnitDir + "/mailfleetd-frontend.service"
-		store    = daemonUnitDir + "/mailfleetd-store@.service"
 	)
 	want := map[string][]string{
 		"loadbalancer":  {balancer},
@@ -55,11 +54,12 @@ func TestUnitsReference(t *testing.T) {
 		"proxy1":        {frontend},
 		"proxy2":        {frontend},
 		"proxy3":        {frontend},
-		"axigenode1":    {store},
-		"axigenode2":    {store},
-		"standby":       {store},
-		"ldapnode":      nil,
-		"router":        nil,
+		// The stores run under Pacemaker's OCF agent, not systemd.
+		"axigenode1": nil,
+		"axigenode2": nil,
+		"standby":    nil,
+		"ldapnode":   nil,
+		"router":     nil,
 	}
 	for node, paths := range want {
 		h := out.Host(node)
@@ -117,14 +117,6 @@ func TestUnitsReference(t *testing.T) {
 		"LimitNOFILE":         "31024",
 		"AmbientCapabilities": "CAP_NET_BIND_SERVICE",
 	}, "Install": {"WantedBy": "multi-user.target"}}, false)
-	check("standby", store, map[string]map[string]string{"Service": {
-		"ExecStart": "/usr/local/bin/mailfleetd store -config /etc/mailfleet/store-%i.json",
-		// Pacemaker recovers the store, not systemd.
-		"Restart":             "no",
-		"User":                "mailfleet",
-		"AmbientCapabilities": "CAP_NET_BIND_SERVICE",
-		"LogsDirectory":       "mailfleet",
-	}}, true)
 }
 
 // TestUnitsVerify runs systemd's own unit checker where it is installed (it
