@@ -32,6 +32,8 @@ def main():
     ap.add_argument("--imap", required=True, type=hostport)
     ap.add_argument("--pop3", required=True, type=hostport)
     ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--min-messages", type=int, default=1,
+                    help="each INBOX must hold at least this many messages (mail from earlier runs included)")
     ap.add_argument("accounts", nargs="+", help="ADDRESS:PASSWORD_FILE")
     a = ap.parse_args()
     ctx = ssl.create_default_context(cafile=a.ca)
@@ -70,6 +72,8 @@ def main():
                 im.select("INBOX", readonly=True)
                 typ, data = im.search(None, "SUBJECT", tok)
                 found = typ == "OK" and data and data[0].split()
+                typ, data = im.search(None, "ALL")
+                held = len(data[0].split()) if typ == "OK" and data else 0
                 im.logout()
             except Exception:
                 im.shutdown()
@@ -79,7 +83,10 @@ def main():
         if not found:
             failures.append("%s: the message did not arrive in INBOX over IMAP" % addr)
             continue
-        print("read     %s via IMAP %s:%d" % (addr, *a.imap))
+        if held < a.min_messages:
+            failures.append("%s: INBOX holds %d messages, want at least %d" % (addr, held, a.min_messages))
+            continue
+        print("read     %s via IMAP %s:%d (%d in INBOX)" % (addr, *a.imap, held))
 
         p = poplib.POP3(a.pop3[0], a.pop3[1], timeout=30)
         try:
