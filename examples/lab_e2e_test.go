@@ -276,6 +276,32 @@ func TestLabEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A node dies without anyone asking (its power cut): the cluster
+	// notices, fences it through the power switch itself, and starts its
+	// instance elsewhere; the mail sent before is still there.
+	dead := locate(t, c, "AXIGEN1-store")
+	if dead == "" {
+		t.Fatal("AXIGEN1-store runs nowhere")
+	}
+	c.must(time.Minute, "lab", "power", "off", topo, dead)
+	start := time.Now()
+	eventually(t, 3*time.Minute, time.Second, "AXIGEN1 restarted off the dead node", func() error {
+		if n := locate(t, c, "AXIGEN1-store"); n == dead || n == "" {
+			return fmt.Errorf("AXIGEN1-store on %q", n)
+		}
+		return nil
+	})
+	eventually(t, 2*time.Minute, time.Second, "alice's mail after the crash", func() error {
+		out, code := c.exec(3*time.Minute, "workstation", "python3", mailcheck, "--ca", st.CA, "--min-messages", "2",
+			"--smtp", st.Services["smtp"], "--imap", st.Services["imap"], "--pop3", st.Services["pop3"], "alice@example.com:"+pw)
+		if code != 0 {
+			return fmt.Errorf("exit %d: %s", code, out)
+		}
+		return nil
+	})
+	t.Logf("AXIGEN1 served again %.1fs after %s lost power", time.Since(start).Seconds(), dead)
+	c.must(5*time.Minute, "lab", "power", "on", topo, dead)
 }
 
 // online: crm_mon run on node from shows node online.
