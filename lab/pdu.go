@@ -2,7 +2,9 @@ package lab
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +14,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // The power switch's line protocol (mailfleet lab pdu), one TCP connection
@@ -27,12 +30,65 @@ import (
 //
 // Nothing but auth and quit is answered before a good auth.
 
+// Limits of the power switch: a hostile or broken client on the lab
+// network gets a clear error and cannot exhaust the switch.
+const (
+	// pduMaxLine is the longest command line accepted, CR LF included; a
+	// longer one is answered with an error and the connection closed.
+	pduMaxLine = 1024
+	// pduIdle is how long a connection may stay silent before it is closed.
+	pduIdle = 5 * time.Minute
+	// pduAuthIdle is that limit before a good auth.
+	pduAuthIdle = 30 * time.Second
+	// pduWriteTimeout bounds each reply's write to a client that reads nothing.
+	pduWriteTimeout = 30 * time.Second
+	// pduMaxConns is how many connections are served at once; more are
+	// answered "err busy" and closed.
+	pduMaxConns = 16
+	// pduMaxAuthFailures closes a connection after that many failed auths.
+	pduMaxAuthFailures = 3
+	// pduAuthDelay is the pause before "err authentication failed".
+	pduAuthDelay = 200 * time.Millisecond
+)
+
 // PDUServer serves one fence device's power switch.
 type PDUServer struct {
 	Lab      *Lab
 	PDU      *PDU
 	Password string
 	mu       sync.Mutex // one power action at a time
+
+	conns chan struct{} // a token per connection served (pduMaxConns)
+	power pduPower      // nil: the lab (labPower); a fake in tests
+}
+
+// pduPower is what a switch session acts on: the lab (labPower), or a fake
+// in tests. Power actions are serialized by the caller.
+type pduPower interface {
+	PowerOn(node string) error
+	PowerOff(node string) error
+	State(node string) string // "on" or "off"
+}
+
+// labPower is a PDUServer's lab as a pduPower, one action at a time.
+type labPower struct{ s *PDUServer }
+
+func (p labPower) PowerOn(node string) error {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	return p.s.Lab.PowerOn(node)
+}
+
+func (p labPower) PowerOff(node string) error {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	return p.s.Lab.PowerOff(node)
+}
+
+func (p labPower) State(node string) string {
+	p.s.mu.Lock()
+	defer p.s.mu.Unlock()
+	return p.s.state(node)
 }
 
 // ServePDU opens the lab at dir and serves fence device fence's switch on
@@ -53,103 +109,213 @@ func ServePDU(dir, fence, password string) error {
 		return fmt.Errorf("lab: no power switch for fence %q", fence)
 	}
 	h := l.Host(pdu.Host)
+	if h == nil || len(h.Ifaces) == 0 {
+		return fmt.Errorf("lab: fence %q: its power switch host %q has no address", fence, pdu.Host)
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(h.Ifaces[0].Addr.Addr().String(), strconv.Itoa(PDUPort)))
 	if err != nil {
 		return err
 	}
 	s := &PDUServer{Lab: l, PDU: pdu, Password: password}
+	if password == "" {
+		fmt.Fprintf(os.Stderr, "pdu %s: warning: no password: anyone on the lab network can switch power\n", fence)
+	}
 	fmt.Fprintf(os.Stderr, "pdu %s: listening on %s\n", fence, ln.Addr())
+	return s.Serve(ln)
+}
+
+// Serve accepts connections on ln until it fails (not for a passing
+// error, such as too many open files).
+func (s *PDUServer) Serve(ln net.Listener) error {
+	s.conns = make(chan struct{}, pduMaxConns)
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+				errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				fmt.Fprintf(os.Stderr, "pdu %s: accept: %v; retrying in %v\n", s.PDU.Fence, err, backoff)
+				time.Sleep(backoff)
+				continue
+			}
 			return err
 		}
-		go s.serve(c)
+		backoff = 0
+		select {
+		case s.conns <- struct{}{}:
+			go func() {
+				defer func() { <-s.conns }()
+				s.serve(c)
+			}()
+		default:
+			go func() {
+				defer c.Close()
+				_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				fmt.Fprintf(c, "err busy: %d connections already\r\n", pduMaxConns)
+			}()
+		}
 	}
 }
 
 func (s *PDUServer) serve(c net.Conn) {
 	defer c.Close()
-	r := bufio.NewReader(c)
+	r := bufio.NewReaderSize(c, pduMaxLine)
 	w := bufio.NewWriter(c)
-	reply := func(format string, args ...any) {
-		fmt.Fprintf(w, format+"\r\n", args...)
-		w.Flush()
+	reply := func(line string) bool {
+		_ = c.SetWriteDeadline(time.Now().Add(pduWriteTimeout))
+		w.WriteString(line + "\r\n")
+		return w.Flush() == nil
 	}
-	reply("MAILFLEET-PDU %s", s.PDU.Fence)
-	authed := false
+	var power pduPower = labPower{s}
+	if s.power != nil {
+		power = s.power
+	}
+	ss := newPDUSession(s.PDU.Fence, s.PDU.Login, s.Password, s.PDU.Ports, power)
+	ss.log = func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, "pdu %s: "+format+"\n", append([]any{s.PDU.Fence}, args...)...)
+	}
+	if !reply(ss.greeting()) {
+		return
+	}
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Minute))
-		line, err := r.ReadString('\n')
+		idle := pduAuthIdle
+		if ss.authed {
+			idle = pduIdle
+		}
+		_ = c.SetReadDeadline(time.Now().Add(idle))
+		line, err := readPDULine(r)
+		if errors.Is(err, errPDULineTooLong) {
+			reply(fmt.Sprintf("err line too long (over %d bytes)", pduMaxLine))
+			return
+		}
 		if err != nil {
 			return
 		}
-		line = strings.TrimRight(line, "\r\n")
-		verb, rest, _ := strings.Cut(line, " ")
-		switch strings.ToLower(verb) {
-		case "quit":
-			reply("ok bye")
+		out, quit := ss.handle(line)
+		if ss.authFailed {
+			time.Sleep(pduAuthDelay)
+		}
+		if !reply(out) || quit {
 			return
-		case "auth":
-			login, pw, _ := strings.Cut(rest, " ")
-			okLogin := s.PDU.Login == "" || login == s.PDU.Login
-			okPW := subtle.ConstantTimeCompare([]byte(pw), []byte(s.Password)) == 1
-			if okLogin && okPW {
-				authed = true
-				reply("ok")
-			} else {
-				time.Sleep(200 * time.Millisecond)
-				reply("err authentication failed")
-			}
-			continue
-		}
-		if !authed {
-			reply("err auth first")
-			continue
-		}
-		switch strings.ToLower(verb) {
-		case "list":
-			var items []string
-			for _, p := range sortedPorts(s.PDU.Ports) {
-				n := s.PDU.Ports[p]
-				items = append(items, fmt.Sprintf("%d:%s:%s", p, n, s.state(n)))
-			}
-			reply("ok %s", strings.Join(items, " "))
-		case "status", "on", "off":
-			node, ok := s.node(strings.TrimSpace(rest))
-			if !ok {
-				reply("err no such port %q", strings.TrimSpace(rest))
-				continue
-			}
-			var err error
-			s.mu.Lock()
-			switch strings.ToLower(verb) {
-			case "on":
-				err = s.Lab.PowerOn(node)
-			case "off":
-				err = s.Lab.PowerOff(node)
-			}
-			st := s.state(node)
-			s.mu.Unlock()
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "pdu %s: %s %s: %v\n", s.PDU.Fence, verb, node, err)
-				reply("err %s", strings.ReplaceAll(err.Error(), "\n", " "))
-				continue
-			}
-			fmt.Fprintf(os.Stderr, "pdu %s: %s %s: %s\n", s.PDU.Fence, verb, node, st)
-			reply("ok %s", st)
-		default:
-			reply("err unknown command %q", verb)
 		}
 	}
 }
 
-func (s *PDUServer) node(plug string) (string, bool) {
+var errPDULineTooLong = errors.New("line too long")
+
+// readPDULine reads one line (up to pduMaxLine bytes, LF or CR LF ended),
+// without its end.
+func readPDULine(r *bufio.Reader) (string, error) {
+	b, err := r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return "", errPDULineTooLong
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// pduSession is one connection's state of the switch's protocol, apart
+// from the network: handle answers one line.
+type pduSession struct {
+	fence, login, password string
+	ports                  map[int]string
+	power                  pduPower
+	log                    func(format string, args ...any) // never given the password
+
+	authed     bool
+	failures   int  // failed auths
+	authFailed bool // the last line was a failed auth
+}
+
+func newPDUSession(fence, login, password string, ports map[int]string, power pduPower) *pduSession {
+	return &pduSession{fence: fence, login: login, password: password, ports: ports, power: power,
+		log: func(string, ...any) {}}
+}
+
+func (ss *pduSession) greeting() string { return "MAILFLEET-PDU " + ss.fence }
+
+// handle answers line (without its end): the reply, and whether the
+// connection ends after it. Nothing but auth and quit is done before a
+// good auth; a wrong password gets "err authentication failed" and ends
+// the connection after pduMaxAuthFailures.
+func (ss *pduSession) handle(line string) (reply string, quit bool) {
+	ss.authFailed = false
+	if strings.ContainsRune(line, 0) || !utf8.ValidString(line) {
+		return "err command is not UTF-8 text", false
+	}
+	verb, rest, _ := strings.Cut(line, " ")
+	switch strings.ToLower(verb) {
+	case "quit":
+		return "ok bye", true
+	case "auth":
+		login, pw, _ := strings.Cut(rest, " ")
+		okLogin := ss.login == "" || subtle.ConstantTimeCompare([]byte(login), []byte(ss.login)) == 1
+		// Compared as hashes, so that the time taken tells nothing of
+		// the password, not even its length.
+		got, want := sha256.Sum256([]byte(pw)), sha256.Sum256([]byte(ss.password))
+		okPW := subtle.ConstantTimeCompare(got[:], want[:]) == 1
+		if okLogin && okPW {
+			ss.authed = true
+			return "ok", false
+		}
+		ss.authed = false
+		ss.authFailed = true
+		ss.failures++
+		ss.log("authentication failed")
+		if ss.failures >= pduMaxAuthFailures {
+			return "err authentication failed; closing", true
+		}
+		return "err authentication failed", false
+	}
+	if !ss.authed {
+		return "err auth first", false
+	}
+	switch v := strings.ToLower(verb); v {
+	case "list":
+		var items []string
+		for _, p := range sortedPorts(ss.ports) {
+			n := ss.ports[p]
+			items = append(items, fmt.Sprintf("%d:%s:%s", p, n, ss.power.State(n)))
+		}
+		return "ok " + strings.Join(items, " "), false
+	case "status", "on", "off":
+		plug := strings.TrimSpace(rest)
+		node, ok := ss.node(plug)
+		if !ok {
+			return fmt.Sprintf("err no such port %q", plug), false
+		}
+		var err error
+		switch v {
+		case "on":
+			err = ss.power.PowerOn(node)
+		case "off":
+			err = ss.power.PowerOff(node)
+		}
+		if err != nil {
+			ss.log("%s %s: %v", v, node, err)
+			return "err " + strings.Join(strings.Fields(err.Error()), " "), false
+		}
+		st := ss.power.State(node)
+		ss.log("%s %s: %s", v, node, st)
+		return "ok " + st, false
+	default:
+		return fmt.Sprintf("err unknown command %q", verb), false
+	}
+}
+
+func (ss *pduSession) node(plug string) (string, bool) {
+	if plug == "" {
+		return "", false
+	}
 	if p, err := strconv.Atoi(plug); err == nil {
-		n, ok := s.PDU.Ports[p]
+		n, ok := ss.ports[p]
 		return n, ok
 	}
-	for _, n := range s.PDU.Ports {
+	for _, n := range ss.ports {
 		if n == plug {
 			return n, true
 		}

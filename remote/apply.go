@@ -665,7 +665,7 @@ func (e *Engine) writePending(a *applying) error {
 	if len(a.pending) == 0 {
 		return a.h.Remove(p)
 	}
-	b, err := json.MarshalIndent(Pending{FormatVersion: 1, Actions: a.pending}, "", "  ")
+	b, err := json.MarshalIndent(Pending{FormatVersion: PendingVersion, Actions: a.pending}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	iofs "io/fs"
+	"path"
 	"sort"
 	"strings"
 	"sync"
@@ -198,32 +200,135 @@ func (s *HostState) Current(p string) ([]byte, bool) {
 	return b, ok
 }
 
+// Limits on the files apply writes on a host and reads back: a file over
+// them is not one apply wrote (corrupted, or put there by someone else) and
+// is refused with an error naming the host and the file, unread.
+const (
+	// MaxManifestSize is the largest ManifestPath read: some 200 bytes a
+	// managed file, so room for hundreds of thousands of files.
+	MaxManifestSize = 64 << 20
+	// MaxPendingSize is the largest PendingPath read.
+	MaxPendingSize = 16 << 20
+)
+
+// readLimited reads p on fs, refusing a file over max bytes before reading
+// it when its size can be known, and after otherwise.
+func readLimited(fs HostFS, node, p string, max int64) ([]byte, bool, error) {
+	var (
+		i   sftp.Info
+		ok  bool
+		err error
+	)
+	if v, isView := fs.(*view); isView {
+		v.mu.Lock()
+		known := v.known[p]
+		v.mu.Unlock()
+		if !known {
+			// Not recorded: the read below is, and a size of its own
+			// would only make plans stale for a touch.
+			i, ok, err = v.h.Stat(v.root + p)
+		}
+	} else {
+		i, ok, err = fs.Stat(p)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if ok && i.Mode.IsRegular() && i.Size > max {
+		return nil, false, fmt.Errorf("%s: %s: %d bytes, over the %d this mailfleet reads (not a file it wrote?); check the file, move it away to start afresh",
+			node, p, i.Size, max)
+	}
+	if ok && !i.Mode.IsRegular() && i.Mode&iofs.ModeSymlink == 0 {
+		return nil, false, fmt.Errorf("%s: %s: not a regular file (%v)", node, p, i.Mode)
+	}
+	b, ok, err := fs.ReadFile(p)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	if int64(len(b)) > max {
+		return nil, false, fmt.Errorf("%s: %s: %d bytes, over the %d this mailfleet reads (not a file it wrote?); check the file, move it away to start afresh",
+			node, p, len(b), max)
+	}
+	return b, true, nil
+}
+
 // readManifest reads and checks the host's manifest.
 func readManifest(fs HostFS, node string) (Manifest, bool, error) {
-	m := Manifest{FormatVersion: ManifestVersion, Files: []ManifestFile{}}
-	b, ok, err := fs.ReadFile(ManifestPath)
+	b, ok, err := readLimited(fs, node, ManifestPath, MaxManifestSize)
 	if err != nil || !ok {
-		return m, false, err
+		return Manifest{FormatVersion: ManifestVersion, Files: []ManifestFile{}}, false, err
 	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, false, fmt.Errorf("%s: %s: %w", node, ManifestPath, err)
-	}
-	if m.FormatVersion != ManifestVersion {
-		return m, false, fmt.Errorf("%s: %s: format_version %d, this mailfleet reads %d", node, ManifestPath,
-			m.FormatVersion, ManifestVersion)
+	m, err := decodeManifest(b)
+	if err != nil {
+		return Manifest{FormatVersion: ManifestVersion, Files: []ManifestFile{}}, false, fmt.Errorf("%s: %s: %w", node, ManifestPath, err)
 	}
 	return m, true, nil
 }
 
+// decodeManifest decodes and checks the content of a manifest: its
+// format_version, and every path absolute, clean, not the root and listed
+// once (a plan deletes the files it lists and no longer wants).
+func decodeManifest(b []byte) (Manifest, error) {
+	m := Manifest{FormatVersion: ManifestVersion, Files: []ManifestFile{}}
+	if len(b) > MaxManifestSize {
+		return m, fmt.Errorf("%d bytes, over the %d this mailfleet reads", len(b), MaxManifestSize)
+	}
+	var d Manifest
+	if err := json.Unmarshal(b, &d); err != nil {
+		return m, fmt.Errorf("not a manifest (corrupted?): %w", err)
+	}
+	if d.FormatVersion != ManifestVersion {
+		return m, fmt.Errorf("format_version %d, this mailfleet reads %d", d.FormatVersion, ManifestVersion)
+	}
+	seen := make(map[string]bool, len(d.Files))
+	for i, f := range d.Files {
+		if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || f.Path == "/" {
+			return m, fmt.Errorf("files[%d]: path %q is not an absolute and clean file path", i, f.Path)
+		}
+		if seen[f.Path] {
+			return m, fmt.Errorf("files[%d]: %s is listed twice", i, f.Path)
+		}
+		seen[f.Path] = true
+	}
+	if d.Files == nil {
+		d.Files = []ManifestFile{}
+	}
+	return d, nil
+}
+
+// PendingVersion is the format_version of PendingPath.
+const PendingVersion = 1
+
 // readPending reads PendingPath (no file: nothing pending).
 func readPending(fs HostFS, node string) ([]*Action, error) {
-	b, ok, err := fs.ReadFile(PendingPath)
+	b, ok, err := readLimited(fs, node, PendingPath, MaxPendingSize)
 	if err != nil || !ok {
 		return nil, err
 	}
-	var p Pending
-	if err := json.Unmarshal(b, &p); err != nil {
+	p, err := decodePending(b)
+	if err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", node, PendingPath, err)
 	}
 	return p.Actions, nil
+}
+
+// decodePending decodes and checks the content of PendingPath: its
+// format_version, and every action named.
+func decodePending(b []byte) (*Pending, error) {
+	if len(b) > MaxPendingSize {
+		return nil, fmt.Errorf("%d bytes, over the %d this mailfleet reads", len(b), MaxPendingSize)
+	}
+	var p Pending
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("not a list of pending actions (corrupted?): %w", err)
+	}
+	if p.FormatVersion != PendingVersion {
+		return nil, fmt.Errorf("format_version %d, this mailfleet reads %d", p.FormatVersion, PendingVersion)
+	}
+	for i, a := range p.Actions {
+		if a == nil || a.Name == "" {
+			return nil, fmt.Errorf("actions[%d]: an action without a name", i)
+		}
+	}
+	return &p, nil
 }

@@ -3,14 +3,18 @@ package initd
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -164,8 +168,106 @@ func fileVerb(l *loader, req request, out, errOut *bytes.Buffer) int {
 	return code
 }
 
-// handle runs one request in the supervisor.
-func (m *manager) handle(req request) response {
+// Limits of one control request, beyond its line's (maxRequestSize).
+const (
+	maxRequestVerb  = 64
+	maxRequestUnits = 1024
+	maxUnitName     = 255 // systemd's UNIT_NAME_MAX, its NUL aside
+	maxRequestProps = 1024
+	maxRequestProp  = 4096
+	maxSignalName   = 32
+)
+
+// decodeRequest decodes and checks one request line.
+func decodeRequest(line []byte) (request, error) {
+	if len(line) > maxRequestSize {
+		return request{}, fmt.Errorf("request over %d bytes", maxRequestSize)
+	}
+	var req request
+	if err := json.Unmarshal(line, &req); err != nil {
+		return request{}, err
+	}
+	if err := req.check(); err != nil {
+		return request{}, err
+	}
+	return req, nil
+}
+
+// check refuses what no systemctl sends: an empty or odd verb, too many
+// or malformed unit names (a path, say), oversized fields.
+func (req request) check() error {
+	if req.Verb == "" {
+		return errors.New("no verb")
+	}
+	if len(req.Verb) > maxRequestVerb || !printable(req.Verb) {
+		return fmt.Errorf("verb %.64q is not a command verb", req.Verb)
+	}
+	if len(req.Units) > maxRequestUnits {
+		return fmt.Errorf("%d units, over %d", len(req.Units), maxRequestUnits)
+	}
+	for _, u := range req.Units {
+		if err := checkUnitArg(u); err != nil {
+			return err
+		}
+	}
+	if len(req.Props) > maxRequestProps {
+		return fmt.Errorf("%d properties, over %d", len(req.Props), maxRequestProps)
+	}
+	for _, p := range req.Props {
+		if len(p) > maxRequestProp || !printable(p) {
+			return fmt.Errorf("property %.64q is not a property list", p)
+		}
+	}
+	if len(req.Signal) > maxSignalName || !printable(req.Signal) {
+		return fmt.Errorf("signal %.64q is not a signal name", req.Signal)
+	}
+	if len(req.Whom) > maxSignalName || !printable(req.Whom) {
+		return fmt.Errorf("--kill-whom=%.64q is not a process set", req.Whom)
+	}
+	return nil
+}
+
+// checkUnitArg: a unit name or (list-units) a pattern of one: no path,
+// nothing unprintable, not over maxUnitName once given its suffix.
+func checkUnitArg(u string) error {
+	switch {
+	case u == "" || u == "." || u == "..":
+		return fmt.Errorf("invalid unit name %q", u)
+	case len(normalizeName(u)) > maxUnitName:
+		return fmt.Errorf("invalid unit name %.64q…: over %d bytes", u, maxUnitName)
+	case strings.ContainsRune(u, '/') || !printable(u):
+		return fmt.Errorf("invalid unit name %q", u)
+	}
+	return nil
+}
+
+// printable: valid UTF-8 without control characters.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// handle runs one request in the supervisor. A request that fails check
+// is answered with an error; a panic while handling one is logged and
+// answered as an internal error, and leaves the supervisor (the node's
+// PID 1) running.
+func (m *manager) handle(req request) (resp response) {
+	if err := req.check(); err != nil {
+		return response{Stderr: "bad request: " + err.Error() + "\n", Code: 1}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			m.logf("control request %q: panic: %v\n%s", req.Verb, r, debug.Stack())
+			resp = response{Stderr: fmt.Sprintf("Failed to %s: internal error in the lab supervisor (logged).\n", req.Verb), Code: 1}
+		}
+	}()
 	var out, errOut bytes.Buffer
 	code := m.dispatch(req, &out, &errOut)
 	return response{Stdout: out.String(), Stderr: errOut.String(), Code: code}
@@ -333,7 +435,14 @@ func (m *manager) jobVerb(req request, out, errOut *bytes.Buffer) int {
 		return errs
 	}
 	if req.NoBlock {
-		go run()
+		go func() {
+			defer func() {
+				if r := recover(); r != nil {
+					m.logf("%s (no block): panic: %v\n%s", req.Verb, r, debug.Stack())
+				}
+			}()
+			run()
+		}()
 		return code
 	}
 	errs := run()
