@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -213,13 +212,11 @@ func PlanHost(node string, h HostFS, desired []File, manifestPath string) (*Host
 		return nil, err
 	}
 	if ok {
-		if err := json.Unmarshal(b, &hp.Current); err != nil {
+		m, err := decodeManifest(b)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %s: %w", node, manifestPath, err)
 		}
-		if hp.Current.FormatVersion != ManifestVersion {
-			return nil, fmt.Errorf("%s: %s: format_version %d, this mailfleet reads %d", node, manifestPath,
-				hp.Current.FormatVersion, ManifestVersion)
-		}
+		hp.Current = m
 	}
 	old := map[string]ManifestFile{}
 	for _, f := range hp.Current.Files {

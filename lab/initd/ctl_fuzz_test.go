@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"io"
 	"log"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -171,4 +173,41 @@ func TestControlPanicRecovered(t *testing.T) {
 	if resp.Code == 0 || !strings.Contains(resp.Stderr, "internal error") {
 		t.Errorf("%+v", resp)
 	}
+}
+
+// TestControlSocketLimits: a client may hold at most maxClients
+// connections; the next is told the supervisor is busy and closed, and the
+// supervisor goes on answering once the idle ones are gone.
+func TestControlSocketLimits(t *testing.T) {
+	n := newNode(t)
+	n.start()
+	var idle []net.Conn
+	for i := 0; i < maxClients; i++ {
+		c, err := net.Dial("unix", n.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	// Each accepted connection holds a slot once the supervisor has
+	// accepted it; the one after them is refused.
+	var refused string
+	waitFor(t, 10*time.Second, "a connection beyond the cap refused", func() bool {
+		c, err := net.Dial("unix", n.sock)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b, _ := io.ReadAll(c)
+		refused = string(b)
+		return strings.Contains(refused, "busy")
+	})
+	for _, c := range idle {
+		c.Close()
+	}
+	waitFor(t, 10*time.Second, "answers again", func() bool {
+		_, _, code := n.ctl("is-active", "ssh")
+		return code == 3 || code == 4 // inactive or unknown: an answer
+	})
 }

@@ -3,6 +3,7 @@ package initd
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -92,12 +93,34 @@ func Main(args []string) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	logger.Printf("supervisor started, pid %d, socket %s", os.Getpid(), *sock)
 	go func() {
+		// At most maxClients connections at once (systemctl opens one per
+		// command); others are told so and closed. Only a closed listener
+		// ends the loop: a passing error (out of descriptors) is retried.
+		slots := make(chan struct{}, maxClients)
+		backoff := 5 * time.Millisecond
 		for {
 			c, err := ln.Accept()
 			if err != nil {
-				return
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				logger.Printf("accept: %v (retrying in %v)", err, backoff)
+				time.Sleep(backoff)
+				backoff = min(2*backoff, time.Second)
+				continue
 			}
-			go m.serve(c)
+			backoff = 5 * time.Millisecond
+			select {
+			case slots <- struct{}{}:
+				go func() {
+					defer func() { <-slots }()
+					m.serve(c)
+				}()
+			default:
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				json.NewEncoder(c).Encode(response{Stderr: "busy: too many clients\n", Code: 1})
+				c.Close()
+			}
 		}
 	}()
 	go m.boot()
@@ -117,19 +140,26 @@ func Main(args []string) int {
 	return 0
 }
 
+// Limits of the control socket.
+const (
+	maxClients = 64
+	clientIdle = 2 * time.Minute
+)
+
 // serve answers the requests on one connection, one JSON line each.
 func (m *manager) serve(c net.Conn) {
 	defer c.Close()
 	r := bufio.NewReader(io.LimitReader(c, maxRequestSize*16))
 	enc := json.NewEncoder(c)
 	for {
+		// A client that says nothing for clientIdle is let go.
+		c.SetReadDeadline(time.Now().Add(clientIdle))
 		line, err := readLine(r, maxRequestSize)
 		if err != nil {
 			return
 		}
-		var req request
 		var resp response
-		if err := json.Unmarshal(line, &req); err != nil {
+		if req, err := decodeRequest(line); err != nil {
 			resp = response{Stderr: "bad request: " + err.Error() + "\n", Code: 1}
 		} else {
 			resp = m.handle(req)
