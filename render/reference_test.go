@@ -35,18 +35,38 @@ func exampleReference(t *testing.T) *Output {
 func TestExampleReferenceGolden(t *testing.T) {
 	out := exampleReference(t)
 	n := 0
+	rendered := map[string]bool{}
 	for _, h := range out.Hosts {
 		for _, f := range h.Files {
 			n++
 			if f.Path == storeAgentPath {
 				continue // templates/mailfleet-store as it is (TestStoreAgentFile)
 			}
-			checkGolden(t, filepath.Join("examples-reference", h.Node+f.Path), f.Content)
+			name := filepath.Join("examples-reference", h.Node+f.Path)
+			rendered[name] = true
+			checkGolden(t, name, f.Content)
 		}
 	}
 	if n < 70 {
 		t.Errorf("only %d files rendered", n)
 	}
+	// A golden file of something no longer rendered is stale: -update
+	// removes it, a plain run names it.
+	root := filepath.Join("testdata", "golden")
+	filepath.WalkDir(filepath.Join(root, "examples-reference"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		name, _ := filepath.Rel(root, p)
+		if rendered[name] {
+			return nil
+		}
+		if *update {
+			return os.Remove(p)
+		}
+		t.Errorf("golden file %s is no longer rendered (go test ./render -update removes it)", p)
+		return nil
+	})
 }
 
 // TestExampleReferenceValidators runs every artifact of examples/reference
