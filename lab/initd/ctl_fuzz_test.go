@@ -2,6 +2,7 @@ package initd
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -210,4 +211,25 @@ func TestControlSocketLimits(t *testing.T) {
 		_, _, code := n.ctl("is-active", "ssh")
 		return code == 3 || code == 4 // inactive or unknown: an answer
 	})
+}
+
+// TestUnitsBounded: names of units that need no file (targets) are kept
+// once asked about, up to maxUnits; beyond that a new one is refused
+// instead of growing the supervisor, and the known ones still answer.
+func TestUnitsBounded(t *testing.T) {
+	m := testManager(t)
+	for i := 0; i < maxUnits; i++ {
+		if _, err := m.lookup(fmt.Sprintf("t%d.target", i)); err != nil {
+			t.Fatalf("unit %d: %v", i, err)
+		}
+	}
+	if _, err := m.lookup("one-more.target"); err == nil || !strings.Contains(err.Error(), "units are loaded already") {
+		t.Fatalf("unit beyond the bound: %v", err)
+	}
+	if len(m.services) != maxUnits {
+		t.Fatalf("%d units kept", len(m.services))
+	}
+	if _, err := m.lookup("t7.target"); err != nil {
+		t.Fatalf("a known unit: %v", err)
+	}
 }

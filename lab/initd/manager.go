@@ -30,6 +30,9 @@ type manager struct {
 
 func (m *manager) logf(format string, a ...any) { m.log.Printf(format, a...) }
 
+// maxUnits bounds the units the supervisor keeps (a node has tens).
+const maxUnits = 4096
+
 // lookup returns the service for a name, loading the unit if needed.
 func (m *manager) lookup(name string) (*service, error) {
 	name = normalizeName(name)
@@ -51,6 +54,11 @@ func (m *manager) lookup(name string) (*service, error) {
 	if s, ok := m.services[u.Name]; ok {
 		m.names[name] = u.Name
 		return s, nil
+	}
+	if len(m.services) >= maxUnits {
+		// Every name asked about stays known (a target's state, say): a
+		// client naming endless new ones must not grow the supervisor.
+		return nil, fmt.Errorf("Unit %s cannot be loaded: %d units are loaded already.", u.Name, maxUnits)
 	}
 	s := &service{m: m, id: u.Name, unit: u, active: "inactive", sub: "dead"}
 	m.services[u.Name] = s
