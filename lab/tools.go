@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
+
+	"github.com/mailfleet/mailfleet/remote"
 )
 
 // tools are the machine's programs the lab runs, with the Debian package of
@@ -73,7 +75,7 @@ func MissingPackages(pkgs []string) ([]string, error) {
 	if len(pkgs) == 0 {
 		return nil, nil
 	}
-	out, err := exec.Command("dpkg-query", append([]string{"-W", "-f", "${Package}\t${db:Status-Status}\n"}, pkgs...)...).Output()
+	out, err := exec.Command("dpkg-query", append([]string{"-W", "-f", remote.DpkgQueryFormat}, pkgs...)...).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		// dpkg-query exits 1 when a package is unknown; its output still
@@ -82,19 +84,5 @@ func MissingPackages(pkgs []string) ([]string, error) {
 			return nil, fmt.Errorf("lab: dpkg-query: %w (the lab needs a Debian machine)", err)
 		}
 	}
-	installed := map[string]bool{}
-	for _, line := range strings.Split(string(out), "\n") {
-		name, status, ok := strings.Cut(line, "\t")
-		if ok && status == "installed" {
-			installed[strings.SplitN(name, ":", 2)[0]] = true
-		}
-	}
-	var missing []string
-	for _, p := range pkgs {
-		if !installed[p] {
-			missing = append(missing, p)
-		}
-	}
-	sort.Strings(missing)
-	return missing, nil
+	return remote.MissingPackages(out, pkgs), nil
 }

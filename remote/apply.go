@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -264,7 +266,7 @@ func (e *Engine) missingPackages(ctx context.Context, h *sftp.Host, node string,
 	for i, p := range pkgs {
 		q[i] = sftp.Quote(p)
 	}
-	cmd := "command -v dpkg-query >/dev/null 2>&1 || exit 127; timeout 120 dpkg-query -W -f='${Package}\\t${db:Status-Status}\\n' " +
+	cmd := "command -v dpkg-query >/dev/null 2>&1 || exit 127; timeout 120 dpkg-query -W -f=" + sftp.Quote(DpkgQueryFormat) + " " +
 		strings.Join(q, " ") + " 2>/dev/null; exit 0"
 	r, err := h.Run(ctx, cmd, nil)
 	if err != nil {
@@ -277,8 +279,18 @@ func (e *Engine) missingPackages(ctx context.Context, h *sftp.Host, node string,
 	if err := r.Err(); err != nil {
 		return nil, fmt.Errorf("%s: dpkg-query: %w", node, err)
 	}
+	return MissingPackages(r.Stdout, pkgs), nil
+}
+
+// DpkgQueryFormat is the dpkg-query -f format MissingPackages reads.
+const DpkgQueryFormat = "${Package}\t${db:Status-Status}\n"
+
+// MissingPackages returns, sorted, those of pkgs that out, the output of
+// dpkg-query -W -f DpkgQueryFormat, does not show installed (a package
+// with an architecture, name:arch, counts for its name too).
+func MissingPackages(out []byte, pkgs []string) []string {
 	installed := map[string]bool{}
-	for _, l := range strings.Split(string(r.Stdout), "\n") {
+	for _, l := range strings.Split(string(out), "\n") {
 		name, status, ok := strings.Cut(l, "\t")
 		if ok && status == "installed" {
 			installed[name] = true
@@ -294,7 +306,7 @@ func (e *Engine) missingPackages(ctx context.Context, h *sftp.Host, node string,
 		}
 	}
 	sort.Strings(missing)
-	return missing, nil
+	return missing
 }
 
 // StaleError says a host's state is not what its plan saw.
@@ -451,12 +463,7 @@ func (e *Engine) Apply(ctx context.Context, plans []*HostPlan) []*Result {
 			}
 		}
 	}
-	var phases []int
-	for o := range orders {
-		phases = append(phases, o)
-	}
-	sort.Ints(phases)
-	for _, o := range phases {
+	for _, o := range slices.Sorted(maps.Keys(orders)) {
 		var phase []*applying
 		for _, a := range work {
 			if a.res.Err == nil && hasOrder(a.actions, o) {

@@ -10,10 +10,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -152,22 +154,28 @@ func (d *deploy) progressFunc() func(remote.Event) {
 	}
 }
 
+// localBuild is a program of the local build that render asks to install:
+// its bytes and their SHA-256, computed once however many hosts get it.
+type localBuild struct {
+	content []byte
+	sum     string
+}
+
+func newLocalBuild(b []byte) localBuild {
+	s := sha256.Sum256(b)
+	return localBuild{content: b, sum: hex.EncodeToString(s[:])}
+}
+
 // hostsFromRender converts render's hosts (minus the workstation
-// pseudo-host) into remote's: files, binaries (their bytes from bins, by
-// Name), setup commands, packages and how to reach each host.
-func hostsFromRender(out *render.Output, bins map[string][]byte) ([]remote.Host, error) {
-	// A binary goes to many hosts: hash it once, not per host.
-	sums := map[string]string{}
-	for name, b := range bins {
-		s := sha256.Sum256(b)
-		sums[name] = hex.EncodeToString(s[:])
-	}
+// pseudo-host) into remote's: files, binaries (from bins, by Name), setup
+// commands, packages and how to reach each host.
+func hostsFromRender(out *render.Output, bins map[string]localBuild) ([]remote.Host, error) {
 	var hs []remote.Host
 	for _, h := range out.Hosts {
 		if h.Node == render.WorkstationHost {
 			continue
 		}
-		t, err := targetOf(out, h, 0)
+		t, err := hostTarget(h)
 		if err != nil {
 			return nil, err
 		}
@@ -177,11 +185,11 @@ func hostsFromRender(out *render.Output, bins map[string][]byte) ([]remote.Host,
 				Content: f.Content, Sensitive: f.Sensitive, Actions: actionsOf(f.Actions)})
 		}
 		for _, b := range h.Binaries {
-			content, ok := bins[b.Name]
+			lb, ok := bins[b.Name]
 			if !ok {
 				return nil, fmt.Errorf("%s: no local build of %q for %s", h.Node, b.Name, b.Path)
 			}
-			rh.Files = append(rh.Files, remote.File{Path: b.Path, Mode: b.Mode, Content: content, Sum: sums[b.Name],
+			rh.Files = append(rh.Files, remote.File{Path: b.Path, Mode: b.Mode, Content: lb.content, Sum: lb.sum,
 				Actions: actionsOf(b.Actions)})
 		}
 		hs = append(hs, rh)
@@ -208,30 +216,21 @@ func binaryNames(out *render.Output, want func(string) bool) []string {
 			seen[b.Name] = true
 		}
 	}
-	var names []string
-	for n := range seen {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(seen))
 }
 
-func targetOf(out *render.Output, h *render.Host, depth int) (sshconn.Target, error) {
-	if depth > 8 {
-		return sshconn.Target{}, fmt.Errorf("%s: jump hosts loop", h.Node)
-	}
+// hostTarget is how to reach rendered host h (a node or a router): its
+// address and SSH settings, through its jump hosts (nodes, as nodeTarget
+// reaches them).
+func hostTarget(h *render.Host) (sshconn.Target, error) {
 	if h.Address == "" {
 		return sshconn.Target{}, fmt.Errorf("%s: no address to reach it at", h.Node)
 	}
 	t := sshconn.Target{Name: h.Node, Host: h.Address, Port: h.SSH.Port, User: h.SSH.User, KeyFile: h.SSH.KeyFile}
 	if h.SSH.Jump != nil {
-		jh := out.Host(h.SSH.Jump.Name)
-		if jh == nil {
-			return t, fmt.Errorf("%s: jump host %s is not rendered", h.Node, h.SSH.Jump.Name)
-		}
-		j, err := targetOf(out, jh, depth+1)
+		j, err := nodeTarget(h.SSH.Jump, 1)
 		if err != nil {
-			return t, err
+			return t, fmt.Errorf("%s: %w", h.Node, err)
 		}
 		t.Jump = &j
 	}
@@ -316,14 +315,14 @@ func (d *deploy) makePlan(path string) (*planned, bool) {
 	if len(want) > 0 {
 		d.warnTarget()
 	}
-	bins := map[string][]byte{}
+	bins := map[string]localBuild{}
 	for _, n := range binaryNames(first, keep) {
 		b, err := d.localBinary(n)
 		if err != nil {
 			d.errorf("%v", err)
 			return nil, false
 		}
-		bins[n] = b
+		bins[n] = newLocalBuild(b)
 	}
 	all, err := hostsFromRender(first, bins)
 	if err != nil {
