@@ -316,22 +316,10 @@ func (s *State) initPID(node string) int {
 
 // boot makes h's mount namespace (unless it exists) and starts its init.
 func (l *Lab) boot(h *Host) error {
-	files := l.nodeNSFiles(h.Name)
-	mnt := files[0]
-	if !isMountPoint(mnt) {
-		for _, f := range files {
-			_ = unix.Unmount(f, unix.MNT_DETACH)
-			if err := writeFile(f, nil, 0o600); err != nil {
-				return err
-			}
-		}
+	if !isMountPoint(l.mntFile(h.Name)) {
 		// The overlays and binds are made by the lab's own executable run
 		// inside the new namespaces (lab mountns): see MountNode.
-		if err := run("unshare", "--mount="+files[0], "--uts="+files[1], "--ipc="+files[2], "--propagation", "private",
-			l.Executable, "lab", "mountns", "-dir", l.Dir, "-node", h.Name); err != nil {
-			for _, f := range files {
-				_ = unix.Unmount(f, unix.MNT_DETACH)
-			}
+		if err := l.persistNodeNS(h); err != nil {
 			return err
 		}
 	}
@@ -441,13 +429,14 @@ func (l *Lab) withNodeLock(node string, f func() error) error {
 }
 
 // MountNode runs inside a node's new mount namespace (mailfleet lab
-// mountns, under unshare --propagation private) and makes the node's
+// mountns, in namespaces of its own with private propagation; see
+// HoldNodeNS) and makes the node's
 // file system: overlays, tmpfs on /run and /tmp, its root home, the shared
 // storage, the mailfleet executable.
 func MountNode(dir, node string) error {
 	// Mounts and the host name go to the node's own namespaces: refuse
-	// when this process shares either with whoever ran unshare (the
-	// machine's).
+	// when this process shares either with the lab process that started
+	// it (the machine's).
 	for _, kind := range []string{"mnt", "uts"} {
 		self, err1 := os.Readlink("/proc/self/ns/" + kind)
 		parent, err2 := os.Readlink("/proc/" + strconv.Itoa(os.Getppid()) + "/ns/" + kind)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,21 +23,10 @@ var clMembers = []string{"axigenode1", "axigenode2", "ldapnode", "standby"}
 // package to install: CI installs them, so a skip would hide a hole.
 func clTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
+	if programs.Package(name) != pkg {
+		t.Fatalf("%s belongs to %s, not %s (internal/programs)", name, programs.Package(name), pkg)
 	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
-		if p := filepath.Join(dir, name); clExecutable(p) {
-			return p
-		}
-	}
-	t.Fatalf("%s not found: install the Debian package %s", name, pkg)
-	return ""
-}
-
-func clExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+	return programs.Require(t, name)
 }
 
 func clWrite(t *testing.T, dir, name string, content []byte) string {

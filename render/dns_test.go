@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"fmt"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -298,11 +299,7 @@ func TestDNSClassless(t *testing.T) {
 // without it must fail, not skip, so that a green run means validated.
 func bindTool(t *testing.T, name string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatalf("%s not found: install bind9-utils (apt-get install bind9-utils)", name)
-	}
-	return p
+	return programs.Require(t, name)
 }
 
 // TestDNSValidators writes the router's files under a temporary root, with

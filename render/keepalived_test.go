@@ -1,6 +1,7 @@
 package render
 
 import (
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,17 +25,7 @@ func renderKeepalivedOnly(t *testing.T, tp *spec.Topology) *Output {
 // line is read. keepalived -t exits non-zero on warnings too.
 func keepalivedCheck(t *testing.T, name string, conf []byte) {
 	t.Helper()
-	bin, err := exec.LookPath("keepalived")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/keepalived", "/sbin/keepalived"} {
-			if _, serr := os.Stat(p); serr == nil {
-				bin, err = p, nil
-			}
-		}
-	}
-	if err != nil {
-		t.Fatalf("keepalived is not installed; the keepalived.conf validator needs it: apt-get install keepalived (CI installs it)")
-	}
+	bin := programs.Require(t, "keepalived")
 	path := filepath.Join(t.TempDir(), "keepalived.conf")
 	if err := os.WriteFile(path, conf, 0o600); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,10 +125,7 @@ func TestUnitsReference(t *testing.T) {
 // but prints them, so any output fails. mailfleetd is not installed here:
 // a stand-in executable takes its place.
 func TestUnitsVerify(t *testing.T) {
-	bin, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Fatal("systemd-analyze is not installed: apt-get install systemd (scripts/deps.sh does)")
-	}
+	bin := programs.Require(t, "systemd-analyze")
 	out := renderUnitsOnly(t)
 	dir := t.TempDir()
 	standIn := filepath.Join(dir, "mailfleetd")

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"github.com/mailfleet/mailfleet/spec/spectest"
 )
 
@@ -209,6 +212,28 @@ func TestVagrantHostIPs(t *testing.T) {
 	}
 	if got := vagrantLastAddr(netip.MustParsePrefix("fd00::/64")); got.String() != "fd00::ffff:ffff:ffff:ffff" {
 		t.Errorf("last address of fd00::/64 = %v", got)
+	}
+}
+
+// TestVagrantValidate runs Vagrant itself (with the libvirt provider's
+// plugin, as the Vagrantfile asks) on the Vagrantfiles of the examples.
+// No machine is made: validate loads and checks the configuration only.
+func TestVagrantValidate(t *testing.T) {
+	vagrant := programs.Require(t, "vagrant")
+	for _, name := range []string{"reference", "lab"} {
+		t.Run(name, func(t *testing.T) {
+			f := fileAt(t, renderExample(t, name), WorkstationHost, vagrantfilePath)
+			dir := t.TempDir()
+			clWrite(t, dir, "Vagrantfile", f.Content)
+			cmd := exec.Command(vagrant, "validate")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "VAGRANT_HOME="+filepath.Join(dir, ".vagrant.d"), "VAGRANT_CHECKPOINT_DISABLE=1",
+				"VAGRANT_DEFAULT_PROVIDER=libvirt")
+			msg, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(msg), "Vagrantfile validated successfully.") {
+				t.Fatalf("vagrant validate: %v\n%s", err, msg)
+			}
+		})
 	}
 }
 

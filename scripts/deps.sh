@@ -10,8 +10,9 @@ PKGS=(
   keepalived
   pacemaker-cli-utils
   pacemaker corosync resource-agents fence-agents psmisc kmod
+  libxml2-utils
   iputils-arping
-  ruby
+  ruby vagrant vagrant-libvirt
   graphviz
   curl python3
   openssh-server openssh-client iproute2

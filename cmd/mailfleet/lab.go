@@ -429,7 +429,7 @@ func runLabMountNS(e *env, args []string) int {
 	if _, err := parse(fs, args); err != nil {
 		return 1
 	}
-	if err := lab.MountNode(*dir, *node); err != nil {
+	if err := lab.HoldNodeNS(*dir, *node, e.stdout, e.stdin); err != nil {
 		fmt.Fprintln(e.stderr, "mailfleet lab mountns:", err)
 		return 1
 	}

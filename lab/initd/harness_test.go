@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -54,7 +55,12 @@ func notifyDaemon(args []string) int {
 		fmt.Fprintf(c, "READY=1\nSTATUS=serving\nMAINPID=%d", os.Getpid())
 		c.Close()
 	}
-	select {}
+	// Wait for the supervisor's signal. Not `select {}`: without cgo the
+	// runtime has no other thread to wait on and calls that a deadlock.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	return 0
 }
 
 func testBinary(t *testing.T) string {

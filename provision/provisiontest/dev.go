@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,12 +62,10 @@ type Dev struct {
 
 // Start runs `mailfleetd dev -data DIR` on addresses from addrBase (each
 // test package takes its own range) and stops it when the test ends. It
-// skips the test when slapd is not installed.
+// fails the test, naming the package, when slapd is not installed.
 func Start(t testing.TB, addrBase string) *Dev {
 	t.Helper()
-	if _, err := os.Stat("/usr/sbin/slapd"); err != nil {
-		t.Skip("slapd is not installed (apt-get install slapd)")
-	}
+	programs.Require(t, "/usr/sbin/slapd")
 	d := &Dev{t: t, Data: filepath.Join(t.TempDir(), "dev"), AddrBase: addrBase}
 	d.start()
 	t.Cleanup(d.Stop)

@@ -3,6 +3,7 @@ package sshconn_test
 import (
 	"context"
 	"errors"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,7 +139,7 @@ func TestChangedHostKeyRefusedEvenWithAcceptNew(t *testing.T) {
 }
 
 func TestCertAuthority(t *testing.T) {
-	sshdtest.Skip(t)
+	sshdtest.Require(t)
 	ca := sshdtest.NewClientKey(t) // a key pair used as host CA
 	ck := sshdtest.NewClientKey(t)
 	hostKeyDir := t.TempDir()
@@ -243,7 +244,7 @@ func TestJumpHostAndReuse(t *testing.T) {
 
 func TestTimeout(t *testing.T) {
 	// A listener that accepts and never speaks SSH.
-	sshdtest.Skip(t)
+	sshdtest.Require(t)
 	l, err := netListen("127.0.0.8:0")
 	if err != nil {
 		t.Fatal(err)
@@ -279,9 +280,7 @@ func TestNoCredentials(t *testing.T) {
 }
 
 func TestAgentAuth(t *testing.T) {
-	if _, err := exec.LookPath("ssh-agent"); err != nil {
-		t.Skip("no ssh-agent")
-	}
+	programs.Require(t, "ssh-agent", "ssh-add")
 	ck := sshdtest.NewClientKey(t)
 	srv := sshdtest.Start(t, []string{ck.Public}, sshdtest.Options{Host: "127.0.0.9"})
 	sock := filepath.Join(t.TempDir(), "agent.sock")

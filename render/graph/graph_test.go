@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"io"
 	"net/netip"
 	"os/exec"
@@ -157,10 +158,7 @@ func TestDOTReference(t *testing.T) {
 // its absence is a failure.
 func checkDot(t *testing.T, dot []byte) {
 	t.Helper()
-	path, err := exec.LookPath("dot")
-	if err != nil {
-		t.Fatalf("graphviz dot not installed (apt-get install graphviz): %v", err)
-	}
+	path := programs.Require(t, "dot")
 	cmd := exec.Command(path, "-Tsvg")
 	cmd.Stdin = bytes.NewReader(dot)
 	var stdout, stderr bytes.Buffer

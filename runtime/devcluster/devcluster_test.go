@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"io"
 	"net/http"
 	"net/netip"
@@ -385,11 +386,7 @@ func checkMail(t *testing.T, info devcluster.Info, res map[string]accountResult)
 // topology, mail for both accounts through the balancer with Python's
 // clients and curl, a restart on the same directory, and the stops.
 func TestDevCluster(t *testing.T) {
-	for _, tool := range []string{"python3", "curl", "/usr/sbin/slapd"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is required: %v", tool, err)
-		}
-	}
+	programs.Require(t, "python3", "curl", "/usr/sbin/slapd")
 	bin := buildMailfleetd(t)
 	dir := filepath.Join(t.TempDir(), "dev")
 

@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"encoding/json"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"io"
 	"net/http"
 	"os"
@@ -103,11 +104,7 @@ print(json.dumps(out))
 // curl against a front-end node in front of two store instances; each
 // account's mail lands only in its own instance.
 func TestRealClientsThroughFrontend(t *testing.T) {
-	for _, tool := range []string{"python3", "curl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is required: %v", tool, err)
-		}
-	}
+	programs.Require(t, "python3", "curl")
 	cl := storetest.NewCluster(t, nil)
 	n, log := startNode(t, frontendConfig(cl, cl.Instances))
 	addrs := n.Addrs()

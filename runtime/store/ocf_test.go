@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,12 +37,8 @@ func writeTestConfig(t *testing.T, dir string) string {
 
 // TestOCFAgent runs Debian's ocf-tester against the resource agent.
 func TestOCFAgent(t *testing.T) {
-	tester, err := exec.LookPath("ocf-tester")
-	if err != nil {
-		if tester, err = exec.LookPath("/usr/sbin/ocf-tester"); err != nil {
-			t.Fatalf("ocf-tester (resource-agents) is required: %v", err)
-		}
-	}
+	// ocf-tester checks the agent's meta-data with xmllint.
+	tester := programs.Require(t, "ocf-tester", "xmllint")
 	dir := t.TempDir()
 	cfg := writeTestConfig(t, dir)
 	agent, _ := filepath.Abs("../../templates/mailfleet-store")

@@ -6,6 +6,7 @@ package sshdtest
 import (
 	"bytes"
 	"fmt"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"net"
 	"os"
 	"os/exec"
@@ -37,17 +38,14 @@ type ClientKey struct {
 	Public  string // the authorized_keys line
 }
 
-// Skip skips the test when sshd or ssh-keygen is missing or not running as
-// root (sshd needs root to log anybody in).
-func Skip(t testing.TB) {
+// Require fails the test when sshd or ssh-keygen is missing, naming the
+// Debian package, or when not running as root (sshd needs root to log
+// anybody in).
+func Require(t testing.TB) {
 	t.Helper()
-	for _, p := range []string{"/usr/sbin/sshd", "ssh-keygen"} {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("%s not available (Debian package openssh-server / openssh-client): %v", p, err)
-		}
-	}
+	programs.Require(t, "/usr/sbin/sshd", "ssh-keygen")
 	if os.Geteuid() != 0 {
-		t.Skip("real-sshd tests need root")
+		t.Fatal("real-sshd tests need root")
 	}
 }
 
@@ -86,7 +84,7 @@ type Options struct {
 // of the test.
 func Start(t testing.TB, authorized []string, o Options) *Server {
 	t.Helper()
-	Skip(t)
+	Require(t)
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"net"
 	"os"
 	"os/exec"
@@ -28,13 +29,7 @@ func sshaHash(pw string) string {
 // character in its address.
 func startSlapd(t *testing.T) string {
 	t.Helper()
-	for _, tool := range []string{"slapd", "slapadd"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err := os.Stat("/usr/sbin/" + tool); err != nil {
-				t.Fatalf("%s is required for this test: %v", tool, err)
-			}
-		}
-	}
+	programs.Require(t, "slapd", "slapadd")
 	dir, err := os.MkdirTemp("", "slapd")
 	if err != nil {
 		t.Fatal(err)
