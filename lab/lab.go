@@ -102,6 +102,30 @@ type State struct {
 	NetnsMount bool `json:"netns_mount,omitempty"`
 	// Services maps a balanced service (smtp, imap, pop3) to VIP:port.
 	Services map[string]string `json:"services,omitempty"`
+	// BootTime is how long a node powered on by its power switch (a
+	// fence agent's "on", or the second half of a "reboot") stays dark
+	// before its init starts, as a real server spends in firmware and
+	// boot loader: the cluster then sees what it sees in production, a
+	// fenced node that is gone for a while, not one that rejoins during
+	// the failover. `lab power on` boots at once.
+	BootTime Duration `json:"boot_time"`
+}
+
+// DefaultBootTime is a lab node's boot time behind its power switch.
+const DefaultBootTime = 30 * time.Second
+
+// Duration is a time.Duration written as "30s" in lab.json.
+type Duration time.Duration
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil || v < 0 {
+		return fmt.Errorf("lab: boot_time %q: want a duration such as 30s", b)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // Host returns the host called name (a node, a router, "workstation").
@@ -127,6 +151,9 @@ type Options struct {
 	Init []string
 	// Timeout bounds the wait for every node's sshd; default 90s.
 	Timeout time.Duration
+	// BootTime is State.BootTime; zero means DefaultBootTime, negative
+	// none (the node boots as soon as its switch turns it on).
+	BootTime time.Duration
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }

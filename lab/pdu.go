@@ -60,6 +60,10 @@ type PDUServer struct {
 
 	conns chan struct{} // a token per connection served (pduMaxConns)
 	power pduPower      // nil: the lab (labPower); a fake in tests
+
+	// booting holds a timer per node that has power but whose init has
+	// not started yet (the lab's BootTime); under mu.
+	booting map[string]*time.Timer
 }
 
 // pduPower is what a switch session acts on: the lab (labPower), or a fake
@@ -73,15 +77,45 @@ type pduPower interface {
 // labPower is a PDUServer's lab as a pduPower, one action at a time.
 type labPower struct{ s *PDUServer }
 
+// PowerOn applies power: the node boots after the lab's BootTime, as a
+// server runs its firmware first. The switch answers at once, as a real
+// one does; the node counts as on from now.
 func (p labPower) PowerOn(node string) error {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
-	return p.s.Lab.PowerOn(node)
+	s := p.s
+	if s.Lab.BootTime <= 0 || s.state(node) == "on" {
+		return s.Lab.PowerOn(node)
+	}
+	if s.booting == nil {
+		s.booting = map[string]*time.Timer{}
+	}
+	var t *time.Timer
+	t = time.AfterFunc(time.Duration(s.Lab.BootTime), func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.booting[node] != t {
+			return // switched off again meanwhile
+		}
+		delete(s.booting, node)
+		if err := s.Lab.PowerOn(node); err != nil {
+			fmt.Fprintf(os.Stderr, "pdu %s: boot %s: %v\n", s.PDU.Fence, node, err)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "pdu %s: %s booted\n", s.PDU.Fence, node)
+	})
+	s.booting[node] = t
+	fmt.Fprintf(os.Stderr, "pdu %s: %s powered on; it boots in %v\n", s.PDU.Fence, node, time.Duration(s.Lab.BootTime))
+	return nil
 }
 
 func (p labPower) PowerOff(node string) error {
 	p.s.mu.Lock()
 	defer p.s.mu.Unlock()
+	if t := p.s.booting[node]; t != nil {
+		t.Stop()
+		delete(p.s.booting, node)
+	}
 	return p.s.Lab.PowerOff(node)
 }
 
@@ -324,6 +358,9 @@ func (ss *pduSession) node(plug string) (string, bool) {
 }
 
 func (s *PDUServer) state(node string) string {
+	if s.booting[node] != nil {
+		return "on"
+	}
 	if h := s.Lab.Host(node); h != nil && s.Lab.Running(h) {
 		return "on"
 	}

@@ -41,6 +41,12 @@ func Up(t *spec.Topology, opts Options) (*Lab, error) {
 		}
 	}
 	s.Init = opts.Init
+	switch {
+	case opts.BootTime == 0:
+		s.BootTime = Duration(DefaultBootTime)
+	case opts.BootTime > 0:
+		s.BootTime = Duration(opts.BootTime)
+	}
 	if len(s.Init) == 0 {
 		s.Init = DefaultInit
 	}

@@ -27,13 +27,16 @@ var labCommands []command
 
 func init() {
 	labCommands = []command{
-		{"up", "[-timeout 90s] PATH", "Build the topology's hosts on this machine (or converge them) and wait for their sshd.", runLabUp},
+		{"up", "[-timeout 90s] [-boot-time 30s] PATH", "Build the topology's hosts on this machine (or converge them) and wait for their sshd. A node its power switch turns on boots after -boot-time (-1s: at once).", runLabUp},
 		{"plan", "PATH [plan flags]", "mailfleet plan against the lab, from its workstation.", runLabDeploy("plan")},
 		{"apply", "PATH [apply flags]", "mailfleet apply to the lab, from its workstation.", runLabDeploy("apply")},
 		{"status", "[-json] PATH", "Nodes with their state and addresses, the service addresses, the SSH files.", runLabStatus},
 		{"exec", "PATH NODE -- CMD...", "Run a command on a node (or the workstation); its exit status is passed through.", runLabExec},
 		{"shell", "PATH NODE", "An interactive shell on a node (or the workstation).", runLabShell},
-		{"power", "off|on [-wait 60s] PATH NODE", "Cut or restore a node's power, as the lab's power switch does.", runLabPower},
+		{"power", "off|on [-wait 60s] PATH NODE", "Cut or restore a node's power, as the lab's power switch does (on boots at once; the switch itself waits the lab's boot time).", runLabPower},
+		{"link", "down|up PATH NODE [NETWORK]", "Cut a node's network cables at the switch (all, or one network's) while it keeps running; up plugs them back.", runLabLink},
+		{"freeze", "PATH NODE", "Stop every process of a node (SIGSTOP), as a hung kernel would; the cluster must fence it.", runLabFreeze(true)},
+		{"thaw", "PATH NODE", "Let a frozen node's processes run again (SIGCONT).", runLabFreeze(false)},
 		{"down", "PATH", "Remove every namespace, mount, process and file of the lab.", runLabDown},
 	}
 }
@@ -107,8 +110,9 @@ func openLab(e *env, cmd, path string) *lab.Lab {
 }
 
 func runLabUp(e *env, args []string) int {
-	fs := newFlags(e, "lab up", "[-timeout 90s] PATH")
+	fs := newFlags(e, "lab up", "[-timeout 90s] [-boot-time 30s] PATH")
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for every node's sshd")
+	bootTime := fs.Duration("boot-time", lab.DefaultBootTime, "how long a node the power switch turns on stays dark before it boots (negative: none)")
 	path, ok := parsePath(e, fs, args)
 	if !ok {
 		return 1
@@ -121,7 +125,7 @@ func runLabUp(e *env, args []string) int {
 		return 1
 	}
 	start := time.Now()
-	l, err := lab.Up(t, lab.Options{Timeout: *timeout, Log: e.stderr})
+	l, err := lab.Up(t, lab.Options{Timeout: *timeout, BootTime: *bootTime, Log: e.stderr})
 	if err != nil {
 		fmt.Fprintln(e.stderr, "mailfleet lab up:", err)
 		if l != nil {
@@ -215,6 +219,67 @@ func runLabPower(e *env, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+func runLabLink(e *env, args []string) int {
+	fs := newFlags(e, "lab link", "down|up PATH NODE [NETWORK]")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return 1
+	}
+	if (len(pos) != 3 && len(pos) != 4) || (pos[0] != "down" && pos[0] != "up") {
+		fs.Usage()
+		return 1
+	}
+	l := openLab(e, "link", pos[1])
+	if l == nil {
+		return 1
+	}
+	l.SetLog(e.stderr)
+	network := ""
+	if len(pos) == 4 {
+		network = pos[3]
+	}
+	if pos[0] == "down" {
+		err = l.LinkDown(pos[2], network)
+	} else {
+		err = l.LinkUp(pos[2], network)
+	}
+	if err != nil {
+		fmt.Fprintln(e.stderr, "mailfleet lab link:", err)
+		return 1
+	}
+	return 0
+}
+
+func runLabFreeze(freeze bool) func(e *env, args []string) int {
+	name := map[bool]string{true: "freeze", false: "thaw"}[freeze]
+	return func(e *env, args []string) int {
+		fs := newFlags(e, "lab "+name, "PATH NODE")
+		pos, err := parse(fs, args)
+		if err != nil {
+			return 1
+		}
+		if len(pos) != 2 {
+			fs.Usage()
+			return 1
+		}
+		l := openLab(e, name, pos[0])
+		if l == nil {
+			return 1
+		}
+		l.SetLog(e.stderr)
+		if freeze {
+			err = l.Freeze(pos[1])
+		} else {
+			err = l.Thaw(pos[1])
+		}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "mailfleet lab %s: %v\n", name, err)
+			return 1
+		}
+		return 0
+	}
 }
 
 func runLabStatus(e *env, args []string) int {

@@ -2,6 +2,7 @@ package initd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -182,14 +183,33 @@ func TestControlPanicRecovered(t *testing.T) {
 func TestControlSocketLimits(t *testing.T) {
 	n := newNode(t)
 	n.start()
-	var idle []net.Conn
-	for i := 0; i < maxClients; i++ {
+	dial := func() net.Conn {
 		c, err := net.Dial("unix", n.sock)
 		if err != nil {
 			t.Fatal(err)
 		}
-		idle = append(idle, c)
+		return c
 	}
+	var idle []net.Conn
+	for i := 0; i < maxClients; i++ {
+		idle = append(idle, dial())
+	}
+	// The harness's own connection (start's readiness check) may still
+	// hold a slot when the first idle clients come, and the last of them
+	// is then refused: replace each refused one until every slot is held.
+	waitFor(t, 10*time.Second, "every slot held by an idle client", func() bool {
+		full := true
+		for i, c := range idle {
+			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			var b [128]byte
+			if _, err := c.Read(b[:]); !errors.Is(err, os.ErrDeadlineExceeded) {
+				c.Close()
+				idle[i] = dial()
+				full = false
+			}
+		}
+		return full
+	})
 	// Each accepted connection holds a slot once the supervisor has
 	// accepted it; the one after them is refused.
 	var refused string

@@ -1,0 +1,569 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+type bench struct {
+	mf, self, lab  string
+	instance       string   // the instance under test
+	group          string   // the directory's resource group
+	backends       []string // cluster nodes
+	balancers      []string
+	frontends      []string
+	account, pass  string
+	imap, smtp, ca string
+	settle         time.Duration
+	log            io.Writer
+}
+
+type result struct {
+	outage          time.Duration // fault to first good login
+	extra           string        // case-specific note
+	acked, lost     int
+	dup, perm       int
+	spurious, fence int
+	err             error
+}
+
+func runBench(args []string) {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	b := &bench{log: os.Stderr}
+	n := fs.Int("n", 1, "runs of each case")
+	cases := fs.String("cases", "power,storekill,storehang,freeze,linkcut,directory,balancer,frontend", "cases to run, comma separated")
+	fs.StringVar(&b.lab, "lab", "examples/lab", "the lab's topology")
+	fs.StringVar(&b.mf, "mailfleet", "bin/mailfleet", "the mailfleet binary")
+	fs.StringVar(&b.instance, "instance", "AXIGEN1", "the instance whose node fails")
+	fs.StringVar(&b.group, "directory", "ldap", "the directory's resource group")
+	backends := fs.String("backends", "ldapnode,axigenode1,axigenode2,standby", "the cluster's nodes")
+	balancers := fs.String("balancers", "lb1,lb2", "the balancer pair")
+	frontends := fs.String("frontends", "proxy1,proxy2", "the front-end nodes")
+	fs.StringVar(&b.account, "account", "failover@example.com", "the test account (made on -instance if missing)")
+	fs.DurationVar(&b.settle, "settle", 5*time.Second, "quiet time before each run")
+	fs.Parse(args)
+	b.backends, b.balancers, b.frontends = strings.Split(*backends, ","), strings.Split(*balancers, ","), strings.Split(*frontends, ",")
+	var err error
+	if b.mf, err = filepath.Abs(b.mf); err != nil {
+		fatal(err)
+	}
+	if b.self, err = os.Executable(); err != nil {
+		fatal(err)
+	}
+	if b.lab, err = filepath.Abs(b.lab); err != nil {
+		fatal(err)
+	}
+	if err := b.setup(); err != nil {
+		fatal(err)
+	}
+	type row struct {
+		name string
+		rs   []result
+	}
+	var rows []row
+	for _, c := range strings.Split(*cases, ",") {
+		f := b.cases()[c]
+		if f == nil {
+			fatal(fmt.Errorf("no case %q", c))
+		}
+		r := row{name: c}
+		for i := 0; i < *n; i++ {
+			b.logf("== %s, run %d of %d", c, i+1, *n)
+			res := b.measure(c, f)
+			b.logf("   %s: outage %v, acked %d lost %d dup %d 5xx %d, fencing %d (spurious %d) %s %v", c,
+				res.outage.Round(time.Millisecond), res.acked, res.lost, res.dup, res.perm, res.fence, res.spurious, res.extra, res.err)
+			r.rs = append(r.rs, res)
+		}
+		rows = append(rows, r)
+	}
+	fmt.Printf("\n| case | runs | median | worst | acked | lost | duplicated | 5xx | spurious fencing | notes |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		var ds []time.Duration
+		var acked, lost, dup, perm, spurious int
+		var notes []string
+		for _, x := range r.rs {
+			if x.err != nil {
+				notes = append(notes, "error: "+x.err.Error())
+				continue
+			}
+			ds = append(ds, x.outage)
+			acked += x.acked
+			lost += x.lost
+			dup += x.dup
+			perm += x.perm
+			spurious += x.spurious
+			if x.extra != "" {
+				notes = append(notes, x.extra)
+			}
+		}
+		slices.Sort(ds)
+		med, worst := "-", "-"
+		if len(ds) > 0 {
+			med = fmt.Sprintf("%.2f s", median(ds).Seconds())
+			worst = fmt.Sprintf("%.2f s", ds[len(ds)-1].Seconds())
+		}
+		fmt.Printf("| %s | %d | %s | %s | %d | %d | %d | %d | %d | %s |\n", r.name, len(ds), med, worst, acked, lost, dup, perm, spurious, strings.Join(notes, "; "))
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	n := len(ds)
+	if n%2 == 1 {
+		return ds[n/2]
+	}
+	return (ds[n/2-1] + ds[n/2]) / 2
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.log, time.Now().Format("15:04:05.000")+" "+format+"\n", args...)
+}
+
+// mfRun runs mailfleet with args and returns its standard output.
+func (b *bench) mfRun(args ...string) (string, error) {
+	cmd := exec.Command(b.mf, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("mailfleet %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+func (b *bench) on(node string, argv ...string) (string, error) {
+	return b.mfRun(append([]string{"lab", "exec", b.lab, node, "--"}, argv...)...)
+}
+
+func (b *bench) setup() error {
+	out, err := b.mfRun("lab", "status", "-json", b.lab)
+	if err != nil {
+		return err
+	}
+	var st struct {
+		Services map[string]string `json:"services"`
+		CA       string            `json:"ca"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return err
+	}
+	b.imap, b.smtp, b.ca = st.Services["imap"], st.Services["smtp"], st.CA
+	if b.imap == "" || b.smtp == "" {
+		return fmt.Errorf("the lab has no imap/smtp service: %s", out)
+	}
+	dir, err := os.MkdirTemp("", "failover-bench")
+	if err != nil {
+		return err
+	}
+	b.pass = filepath.Join(dir, "password")
+	if err := os.WriteFile(b.pass, []byte("failover-bench-pw-1\n"), 0o600); err != nil {
+		return err
+	}
+	topo := b.lab
+	if _, err := b.on("workstation", b.mf, "account", "add", b.account, "-password-file", b.pass, "-instance", b.instance, "-topology", topo); err != nil {
+		if !strings.Contains(err.Error(), "already exists") {
+			return err
+		}
+		if _, err := b.on("workstation", b.mf, "account", "passwd", b.account, "-password-file", b.pass, "-topology", topo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// client is a probe or sender running in the workstation.
+type client struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	mu    sync.Mutex
+	lines []string
+	done  chan struct{}
+}
+
+func (b *bench) start(kind string, args ...string) (*client, error) {
+	argv := append([]string{"lab", "exec", b.lab, "workstation", "--", b.self, kind, "-ca", b.ca}, args...)
+	c := &client{cmd: exec.Command(b.mf, argv...), done: make(chan struct{})}
+	var err error
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	c.cmd.Stderr = b.log
+	if err := c.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		defer close(c.done)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.lines = append(c.lines, sc.Text())
+			c.mu.Unlock()
+		}
+	}()
+	return c, nil
+}
+
+func (c *client) stop() []string {
+	c.stdin.Close()
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		c.cmd.Process.Kill()
+		<-c.done
+	}
+	c.cmd.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.lines)
+}
+
+// event is one line of a client: kind, start, end, rest.
+type event struct {
+	kind       string
+	start, end time.Time
+	rest       string
+}
+
+func parseEvents(lines []string) []event {
+	var es []event
+	for _, l := range lines {
+		f := strings.SplitN(l, " ", 4)
+		if len(f) < 3 {
+			continue
+		}
+		s, _ := strconv.ParseInt(f[1], 10, 64)
+		e, _ := strconv.ParseInt(f[2], 10, 64)
+		ev := event{kind: f[0], start: time.Unix(0, s), end: time.Unix(0, e)}
+		if len(f) == 4 {
+			ev.rest = f[3]
+		}
+		es = append(es, ev)
+	}
+	return es
+}
+
+// snapshot returns the events so far.
+func (c *client) snapshot() []event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return parseEvents(c.lines)
+}
+
+// waitGood waits until the probe has had a good login that started after t.
+func (c *client) waitGood(after time.Time, within time.Duration) (event, bool) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		for _, e := range c.snapshot() {
+			if e.kind == "ok" && !e.start.Before(after) {
+				return e, true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return event{}, false
+}
+
+// locate returns the node where resource runs, asking every cluster node
+// until one answers.
+func (b *bench) locate(resource string) (string, error) {
+	var last error
+	for _, n := range b.backends {
+		out, err := b.on(n, "crm_resource", "--quiet", "--locate", "--resource", resource)
+		if err != nil {
+			last = err
+			continue
+		}
+		if f := strings.Fields(out); len(f) == 1 {
+			return f[0], nil
+		}
+		last = fmt.Errorf("%s is not running: %q", resource, out)
+	}
+	return "", last
+}
+
+type crmMon struct {
+	Nodes []struct {
+		Name    string `xml:"name,attr"`
+		Online  string `xml:"online,attr"`
+		Standby string `xml:"standby,attr"`
+	} `xml:"nodes>node"`
+	History []struct {
+		Target    string `xml:"target,attr"`
+		Action    string `xml:"action,attr"`
+		Status    string `xml:"status,attr"`
+		Completed string `xml:"completed,attr"`
+	} `xml:"fence_history>fence_event"`
+}
+
+// cluster asks an online cluster node for crm_mon's XML.
+func (b *bench) cluster(except ...string) (crmMon, error) {
+	var last error
+	for _, n := range b.backends {
+		if slices.Contains(except, n) {
+			continue
+		}
+		out, err := b.on(n, "crm_mon", "-1", "--output-as=xml", "--fence-history=2")
+		if err != nil {
+			last = err
+			continue
+		}
+		var m crmMon
+		if err := xml.Unmarshal([]byte(out), &m); err != nil {
+			last = err
+			continue
+		}
+		return m, nil
+	}
+	return crmMon{}, last
+}
+
+// waitAllOnline waits until every cluster node is online and every
+// resource runs (the instance and the directory located).
+func (b *bench) waitAllOnline(within time.Duration) error {
+	deadline := time.Now().Add(within)
+	var why string
+	for time.Now().Before(deadline) {
+		m, err := b.cluster()
+		if err == nil {
+			var off []string
+			for _, n := range m.Nodes {
+				if n.Online != "true" {
+					off = append(off, n.Name)
+				}
+			}
+			if len(off) == 0 && len(m.Nodes) == len(b.backends) {
+				if _, err := b.locate(b.instance); err == nil {
+					if _, err := b.locate(b.group); err == nil {
+						return nil
+					}
+				}
+			}
+			why = fmt.Sprintf("offline: %v", off)
+		} else {
+			why = err.Error()
+		}
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("the cluster did not recover within %v: %s", within, why)
+}
+
+func (b *bench) fences() int {
+	m, err := b.cluster()
+	if err != nil {
+		return -1
+	}
+	return len(m.History)
+}
+
+// fault injects one failure and returns what to undo afterwards, and the
+// number of fencing operations it should cause.
+type fault func(b *bench) (restore func() error, fences int, err error)
+
+func (b *bench) cases() map[string]fault {
+	return map[string]fault{
+		"power":     func(b *bench) (func() error, int, error) { return b.powerOff(b.instance) },
+		"directory": func(b *bench) (func() error, int, error) { return b.powerOff(b.group) },
+		"storekill": func(b *bench) (func() error, int, error) { return b.signalStore("KILL") },
+		"storehang": func(b *bench) (func() error, int, error) { return b.signalStore("STOP") },
+		"freeze": func(b *bench) (func() error, int, error) {
+			node, err := b.locate(b.instance)
+			if err != nil {
+				return nil, 0, err
+			}
+			_, err = b.mfRun("lab", "freeze", b.lab, node)
+			return func() error { b.mfRun("lab", "thaw", b.lab, node); return nil }, 1, err
+		},
+		"linkcut": func(b *bench) (func() error, int, error) {
+			node, err := b.locate(b.instance)
+			if err != nil {
+				return nil, 0, err
+			}
+			_, err = b.mfRun("lab", "link", "down", b.lab, node)
+			return func() error { _, err := b.mfRun("lab", "link", "up", b.lab, node); return err }, 1, err
+		},
+		"balancer": func(b *bench) (func() error, int, error) {
+			node, err := b.vipHolder()
+			if err != nil {
+				return nil, 0, err
+			}
+			_, err = b.mfRun("lab", "power", "off", b.lab, node)
+			return func() error { _, err := b.mfRun("lab", "power", "on", b.lab, node); return err }, 0, err
+		},
+		"frontend": func(b *bench) (func() error, int, error) {
+			node := b.frontends[0]
+			_, err := b.mfRun("lab", "power", "off", b.lab, node)
+			return func() error { _, err := b.mfRun("lab", "power", "on", b.lab, node); return err }, 0, err
+		},
+	}
+}
+
+func (b *bench) powerOff(resource string) (func() error, int, error) {
+	node, err := b.locate(resource)
+	if err != nil {
+		return nil, 0, err
+	}
+	_, err = b.mfRun("lab", "power", "off", b.lab, node)
+	// The cluster fences the node (a reboot through the switch): it comes
+	// back after the lab's boot time.
+	return func() error { return nil }, 1, err
+}
+
+func (b *bench) signalStore(sig string) (func() error, int, error) {
+	node, err := b.locate(b.instance)
+	if err != nil {
+		return nil, 0, err
+	}
+	pidfile := "/run/mailfleet-store-" + b.instance + "-store.pid"
+	_, err = b.on(node, "sh", "-c", "kill -"+sig+" $(cat "+pidfile+")")
+	return func() error { return nil }, 0, err
+}
+
+// vipHolder is the balancer holding the IMAP VIP.
+func (b *bench) vipHolder() (string, error) {
+	vip := b.imap[:strings.LastIndex(b.imap, ":")]
+	for _, n := range b.balancers {
+		out, err := b.on(n, "ip", "-o", "-4", "addr", "show")
+		if err == nil && strings.Contains(out, " "+vip+"/") {
+			return n, nil
+		}
+	}
+	return "", fmt.Errorf("no balancer holds %s", vip)
+}
+
+// measure runs one case: steady service, the fault, the wait for service,
+// the restore, the mailbox count.
+func (b *bench) measure(name string, f fault) (res result) {
+	if err := b.waitAllOnline(3 * time.Minute); err != nil {
+		res.err = err
+		return
+	}
+	fencesBefore := b.fences()
+	prefix := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
+	probe, err := b.start("probe", "-addr", b.imap, "-user", b.account, "-passfile", b.pass)
+	if err != nil {
+		res.err = err
+		return
+	}
+	sender, err := b.start("sender", "-addr", b.smtp, "-to", b.account, "-prefix", prefix)
+	if err != nil {
+		probe.stop()
+		res.err = err
+		return
+	}
+	if _, ok := probe.waitGood(time.Now(), 30*time.Second); !ok {
+		probe.stop()
+		sender.stop()
+		res.err = fmt.Errorf("no good login before the fault")
+		return
+	}
+	time.Sleep(b.settle)
+	t0 := time.Now()
+	restore, wantFences, err := f(b)
+	injected := time.Now()
+	if err != nil {
+		probe.stop()
+		sender.stop()
+		res.err = err
+		return
+	}
+	good, ok := probe.waitGood(injected, 2*time.Minute)
+	if !ok {
+		res.err = fmt.Errorf("no good login within 2 minutes of the fault")
+	}
+	res.outage = good.end.Sub(t0)
+	// Keep the load on a little, then restore and let the cluster settle.
+	time.Sleep(3 * time.Second)
+	if restore != nil {
+		if err := restore(); err != nil && res.err == nil {
+			res.err = err
+		}
+	}
+	if name == "frontend" || name == "balancer" {
+		// the return of the node: no interruption wanted
+		time.Sleep(5 * time.Second)
+	}
+	probeEvents := parseEvents(probe.stop())
+	sendEvents := parseEvents(sender.stop())
+	if name == "frontend" {
+		// the last failure after the fault, as late as it came
+		var last time.Time
+		for _, e := range probeEvents {
+			if e.kind == "fail" && e.start.After(t0) && e.start.After(last) {
+				last = e.start
+			}
+		}
+		if !last.IsZero() {
+			res.outage = last.Sub(t0)
+		} else {
+			res.outage = 0
+		}
+	}
+	if name == "balancer" {
+		fails := 0
+		for _, e := range probeEvents {
+			if e.kind == "fail" && e.start.After(good.end) {
+				fails++
+			}
+		}
+		res.extra = fmt.Sprintf("failed logins after recovery (the return included): %d", fails)
+	}
+	if err := b.waitAllOnline(3 * time.Minute); err != nil && res.err == nil {
+		res.err = err
+	}
+	acked := map[string]bool{}
+	for _, e := range sendEvents {
+		switch e.kind {
+		case "ack":
+			acked[strings.Fields(e.rest)[0]] = true
+		case "perm":
+			res.perm++
+		}
+	}
+	res.acked = len(acked)
+	out, err := b.on("workstation", b.self, "count", "-ca", b.ca, "-addr", b.imap, "-user", b.account, "-passfile", b.pass, "-prefix", prefix)
+	if err != nil && res.err == nil {
+		res.err = err
+	}
+	counts := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			counts[f[0]], _ = strconv.Atoi(f[1])
+		}
+	}
+	for id := range acked {
+		switch n := counts[id]; {
+		case n == 0:
+			res.lost++
+		case n > 1:
+			res.dup += n - 1
+		}
+	}
+	// A message delivered but not acknowledged (the answer lost with the
+	// node) is no loss; a duplicate is.
+	for id, n := range counts {
+		if !acked[id] && n > 1 {
+			res.dup += n - 1
+		}
+	}
+	res.fence = b.fences() - fencesBefore
+	if res.fence > wantFences {
+		res.spurious = res.fence - wantFences
+	}
+	return res
+}
