@@ -177,8 +177,8 @@ func (w *cibWriter) config(c *cibConfig) {
 	w.end("resources")
 	w.start("constraints")
 	w.startDone()
-	for i := range c.Constraints {
-		l := &c.Constraints[i]
+	for i := range c.Constraints.Locations {
+		l := &c.Constraints.Locations[i]
 		w.start("rsc_location")
 		w.attr("id", l.ID)
 		w.attr("rsc", l.Rsc)
@@ -189,6 +189,24 @@ func (w *cibWriter) config(c *cibConfig) {
 		}
 		w.startDone()
 		w.end("rsc_location")
+	}
+	for _, c := range c.Constraints.Colocations {
+		w.start("rsc_colocation")
+		w.attr("id", c.ID)
+		w.attr("rsc", c.Rsc)
+		w.attr("with-rsc", c.WithRsc)
+		w.attr("score", c.Score)
+		w.startDone()
+		w.end("rsc_colocation")
+	}
+	for _, o := range c.Constraints.Orders {
+		w.start("rsc_order")
+		w.attr("id", o.ID)
+		w.attr("first", o.First)
+		w.attr("then", o.Then)
+		w.attr("kind", o.Kind)
+		w.startDone()
+		w.end("rsc_order")
 	}
 	w.end("constraints")
 	w.start("rsc_defaults")

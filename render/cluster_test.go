@@ -150,8 +150,8 @@ func TestCorosyncConf(t *testing.T) {
 	out := renderWith(t, spectest.Reference(), Options{}, renderCluster)
 	conf := parseCorosync(t, fileAt(t, out, "standby", corosyncConfPath).Content)
 	totem := conf.subs["totem"][0].vals
-	for k, want := range map[string]string{"cluster_name": "example", "transport": "knet", "token": "1000",
-		"token_coefficient": "0", "consensus": "1200", "crypto_cipher": "aes256", "crypto_hash": "sha256",
+	for k, want := range map[string]string{"cluster_name": "example", "transport": "knet", "token": "500",
+		"token_coefficient": "0", "consensus": "600", "crypto_cipher": "aes256", "crypto_hash": "sha256",
 		"keyfile": corosyncKeyPath} {
 		if totem[k] != want {
 			t.Errorf("totem %s = %q, want %q", k, totem[k], want)
@@ -264,7 +264,36 @@ type clCIB struct {
 		Node  string `xml:"node,attr"`
 		Score string `xml:"score,attr"`
 	} `xml:"configuration>constraints>rsc_location"`
+	Colocations []struct {
+		Rsc     string `xml:"rsc,attr"`
+		WithRsc string `xml:"with-rsc,attr"`
+		Score   string `xml:"score,attr"`
+	} `xml:"configuration>constraints>rsc_colocation"`
+	Orders []struct {
+		First string `xml:"first,attr"`
+		Then  string `xml:"then,attr"`
+		Kind  string `xml:"kind,attr"`
+	} `xml:"configuration>constraints>rsc_order"`
 	Defaults []clNV `xml:"configuration>rsc_defaults>meta_attributes>nvpair"`
+}
+
+// needs lists what group needs, as "rsc=kind" of the primitives that are
+// colocated with it and ordered before it.
+func (c *clCIB) needs(group string) string {
+	var s []string
+	for _, col := range c.Colocations {
+		if col.WithRsc != group || col.Score != "INFINITY" {
+			continue
+		}
+		ordered := false
+		for _, o := range c.Orders {
+			ordered = ordered || o.First == col.Rsc && o.Then == group && o.Kind == "Mandatory"
+		}
+		if r := c.rsc(col.Rsc); r != nil && ordered {
+			s = append(s, col.Rsc+"="+r.Type)
+		}
+	}
+	return strings.Join(s, " ")
 }
 
 type clNV struct {
@@ -346,14 +375,16 @@ func TestCIBReference(t *testing.T) {
 	for _, p := range cib.Props {
 		props[p.Name] = p.Value
 	}
-	if props["stonith-enabled"] != "true" || props["no-quorum-policy"] != "stop" || props["symmetric-cluster"] != "false" {
+	if props["stonith-enabled"] != "true" || props["no-quorum-policy"] != "stop" || props["symmetric-cluster"] != "false" ||
+		props["batch-limit"] != "30" || props["load-threshold"] != "1000%" {
 		t.Errorf("crm_config = %v", props)
 	}
 	if len(cib.Defaults) != 1 || cib.Defaults[0].Name != "resource-stickiness" || cib.Defaults[0].Value != "100" {
 		t.Errorf("rsc_defaults = %v", cib.Defaults)
 	}
 
-	// Groups: partitions, then the VIP, then the service.
+	// Groups: the service; the partitions and the VIP beside it, started
+	// before it, all at once.
 	var groups []string
 	for _, g := range cib.Groups {
 		var members []string
@@ -371,12 +402,21 @@ func TestCIBReference(t *testing.T) {
 		groups = append(groups, g.ID+"["+strings.Join(members, " ")+"]")
 	}
 	want := []string{
-		"AXIGEN1[AXIGEN1-storage=ocf:heartbeat:Filesystem AXIGEN1-queue=ocf:heartbeat:Filesystem AXIGEN1-run=ocf:heartbeat:Filesystem AXIGEN1-ip=ocf:heartbeat:IPaddr2 AXIGEN1-store=ocf:mailfleet:store]",
-		"AXIGEN2[AXIGEN2-storage=ocf:heartbeat:Filesystem AXIGEN2-queue=ocf:heartbeat:Filesystem AXIGEN2-run=ocf:heartbeat:Filesystem AXIGEN2-ip=ocf:heartbeat:IPaddr2 AXIGEN2-store=ocf:mailfleet:store]",
-		"ldap[ldap-data=ocf:heartbeat:Filesystem ldap-ip=ocf:heartbeat:IPaddr2 ldap-slapd=ocf:heartbeat:slapd]",
+		"AXIGEN1[AXIGEN1-store=ocf:mailfleet:store]",
+		"AXIGEN2[AXIGEN2-store=ocf:mailfleet:store]",
+		"ldap[ldap-slapd=ocf:heartbeat:slapd]",
 	}
 	if strings.Join(groups, "\n") != strings.Join(want, "\n") {
 		t.Errorf("groups:\n%s\nwant:\n%s", strings.Join(groups, "\n"), strings.Join(want, "\n"))
+	}
+	for g, want := range map[string]string{
+		"AXIGEN1": "AXIGEN1-storage=Filesystem AXIGEN1-queue=Filesystem AXIGEN1-run=Filesystem AXIGEN1-ip=IPaddr2",
+		"AXIGEN2": "AXIGEN2-storage=Filesystem AXIGEN2-queue=Filesystem AXIGEN2-run=Filesystem AXIGEN2-ip=IPaddr2",
+		"ldap":    "ldap-data=Filesystem ldap-ip=IPaddr2",
+	} {
+		if got := cib.needs(g); got != want {
+			t.Errorf("%s needs %q, want %q", g, got, want)
+		}
 	}
 	for rsc, params := range map[string]map[string]string{
 		"AXIGEN1-storage": {"device": "/dev/sdb1", "directory": "/var/opt/AXIGEN1/domains", "fstype": "ext4"},
@@ -403,10 +443,12 @@ func TestCIBReference(t *testing.T) {
 	}
 
 	for rsc, want := range map[string]string{
-		"AXIGEN1":    "axigenode1=200 standby=100",
-		"AXIGEN2":    "axigenode2=200 standby=100",
-		"ldap":       "ldapnode=200 standby=100",
-		"fence-apc1": "axigenode1=0 axigenode2=0 ldapnode=0 standby=0",
+		"AXIGEN1":     "axigenode1=200 standby=100",
+		"AXIGEN2":     "axigenode2=200 standby=100",
+		"ldap":        "ldapnode=200 standby=100",
+		"fence-apc1":  "axigenode1=0 axigenode2=0 ldapnode=0 standby=0",
+		"AXIGEN1-run": "axigenode1=0 standby=0",
+		"ldap-ip":     "ldapnode=0 standby=0",
 	} {
 		if got := cib.locations(rsc); got != want {
 			t.Errorf("locations of %s = %q, want %q", rsc, got, want)
@@ -485,14 +527,17 @@ func TestCIBPlacement(t *testing.T) {
 		t.Error("all up: the fence device runs nowhere (the opt-in cluster needs leave for it)")
 	}
 
+	check("all up", map[string]string{"AXIGEN1-storage": "axigenode1", "AXIGEN1-ip": "axigenode1", "ldap-data": "ldapnode"})
+
 	run("--node-fail", "axigenode1")
-	check("axigenode1 failed", map[string]string{"AXIGEN1": "standby", "AXIGEN1-ip": "standby", "AXIGEN2": "axigenode2", "ldap": "ldapnode"})
+	check("axigenode1 failed", map[string]string{"AXIGEN1": "standby", "AXIGEN1-ip": "standby", "AXIGEN1-storage": "standby",
+		"AXIGEN1-queue": "standby", "AXIGEN1-run": "standby", "AXIGEN2": "axigenode2", "ldap": "ldapnode"})
 
 	run("--node-up", "axigenode1")
-	check("axigenode1 back", map[string]string{"AXIGEN1": "standby", "AXIGEN2": "axigenode2"})
+	check("axigenode1 back", map[string]string{"AXIGEN1": "standby", "AXIGEN1-storage": "standby", "AXIGEN2": "axigenode2"})
 
 	run("--node-fail", "ldapnode")
-	check("ldapnode failed", map[string]string{"ldap": "standby", "ldap-slapd": "standby"})
+	check("ldapnode failed", map[string]string{"ldap": "standby", "ldap-slapd": "standby", "ldap-data": "standby", "ldap-ip": "standby"})
 }
 
 func TestCIBAdminEpoch(t *testing.T) {

@@ -131,7 +131,9 @@ func TestCIBXMLMatchesEncodingXML(t *testing.T) {
 		}
 		doc.Config.Resources.Primitives = append(doc.Config.Resources.Primitives, p)
 		doc.Config.Resources.Groups = append(doc.Config.Resources.Groups, cibGroup{ID: s, Primitives: []cibPrimitive{p}})
-		doc.Config.Constraints = append(doc.Config.Constraints, cibLocation{ID: s, Rsc: s, Node: s, Score: s})
+		doc.Config.Constraints.Locations = append(doc.Config.Constraints.Locations, cibLocation{ID: s, Rsc: s, Node: s, Score: s})
+		doc.Config.Constraints.Colocations = append(doc.Config.Constraints.Colocations, cibColocation{ID: s + "c", Rsc: s, WithRsc: s, Score: s})
+		doc.Config.Constraints.Orders = append(doc.Config.Constraints.Orders, cibOrder{ID: s + "o", First: s, Then: s, Kind: s})
 	}
 	doc.Config.Resources.Groups = append(doc.Config.Resources.Groups, cibGroup{ID: "nothing"})
 	check("odd", doc)

@@ -25,7 +25,7 @@ var Packages = map[string]string{
 	"setpriv": "util-linux", "flock": "util-linux",
 	"sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
 	"ssh-agent": "openssh-client", "ssh-add": "openssh-client",
-	"dpkg-query": "dpkg", "arping": "iputils-arping", "fuser": "psmisc", "modprobe": "kmod",
+	"sh": "dash", "dpkg-query": "dpkg", "arping": "iputils-arping", "fuser": "psmisc", "modprobe": "kmod",
 	// directory
 	"slapd": "slapd", "slapadd": "slapd", "slaptest": "slapd",
 	"ldapsearch": "ldap-utils", "ldapadd": "ldap-utils", "ldapmodify": "ldap-utils", "ldapwhoami": "ldap-utils",
