@@ -320,7 +320,7 @@ type cibConfig struct {
 	// (the ids and names of corosync.conf's nodelist). Entries written
 	// here, without the status the cluster keeps beside them, would only
 	// make crm_verify see unclean nodes.
-	Nodes       struct{}      `xml:"nodes"`
+	Nodes       struct{}       `xml:"nodes"`
 	Resources   cibResources   `xml:"resources"`
 	Constraints cibConstraints `xml:"constraints"`
 	RscDefaults []cibAttrs     `xml:"rsc_defaults>meta_attributes"`
@@ -417,8 +417,8 @@ type cibOpTiming [3]string
 // seconds; start and stop timeouts leave room for a file system check and
 // for the store to flush.
 var (
-	cibFSOps    = []cibOpTiming{{"monitor", "20s", "40s"}, {"start", "0s", "60s"}, {"stop", "0s", "60s"}}
-	cibIPOps    = []cibOpTiming{{"monitor", "10s", "20s"}, {"start", "0s", "20s"}, {"stop", "0s", "20s"}}
+	cibFSOps = []cibOpTiming{{"monitor", "20s", "40s"}, {"start", "0s", "60s"}, {"stop", "0s", "60s"}}
+	cibIPOps = []cibOpTiming{{"monitor", "10s", "20s"}, {"start", "0s", "20s"}, {"stop", "0s", "20s"}}
 	// The store is watched every second (its agent asks /healthz with a
 	// 2 s limit): a store that dies is restarted within about 2 s, one that
 	// hangs is stopped and started within about 10 s.
