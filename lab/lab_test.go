@@ -277,6 +277,10 @@ func labNets(s *State) map[uint64]bool {
 	return nets
 }
 
+// labTestBootTime is the boot time of the test lab's nodes behind their
+// power switch: short, but long enough to see.
+const labTestBootTime = 2 * time.Second
+
 func TestLab(t *testing.T) {
 	top := loadTopology(t, "testdata/small")
 	layout, err := Layout(top, "")
@@ -286,7 +290,7 @@ func TestLab(t *testing.T) {
 	_ = Down(layout, nil) // a lab left by an interrupted run
 	before := rootSnapshot(t)
 
-	opts := Options{Executable: mailfleetBin, Timeout: 60 * time.Second, Log: testLog{t}}
+	opts := Options{Executable: mailfleetBin, Timeout: 60 * time.Second, BootTime: labTestBootTime, Log: testLog{t}}
 	start := time.Now()
 	l, err := Up(top, opts)
 	t.Logf("lab up: %v", time.Since(start))
@@ -427,7 +431,19 @@ func TestLab(t *testing.T) {
 		if out, code := agent("", append([]string{"-o", "on", "-n", "db2"}, base...)...); code != 0 {
 			t.Fatalf("on db2: %d %s", code, out)
 		}
+		// The switch has turned the power on: the node counts as on, but
+		// it boots only after the lab's boot time, as a server does.
+		powered := time.Now()
+		if out, code := agent("", append([]string{"-o", "status", "-n", "2"}, base...)...); code != 0 {
+			t.Errorf("status right after on: %d %s, want on (powered, booting)", code, out)
+		}
+		if l.Running(l.Host("db2")) {
+			t.Error("db2 booted at once; the switch should wait its boot time")
+		}
 		waitSSH(t, l, "db2")
+		if d := time.Since(powered); d < labTestBootTime {
+			t.Errorf("db2 answered %v after its power came on, before its boot time %v", d, labTestBootTime)
+		}
 		out, code := agent("", "-o", "metadata")
 		var md struct {
 			Name string `xml:"name,attr"`

@@ -127,10 +127,14 @@ func keepalivedFor(b *builder, bl *spec.Balancer, i int) (*keepalivedView, error
 	if err != nil {
 		return nil, err
 	}
+	// Both start as BACKUP with nopreempt: the first node becomes master
+	// by its priority when both come up, but a balancer that returns after
+	// a failure does not take the VIPs back (a second interruption, with
+	// nothing gained); the admin may move them back at a quiet time.
 	vr := &vrrpView{Name: "VI_" + bl.Name, State: "BACKUP", Interface: bl.VRRP.Interface,
 		RouterID: bl.VRRP.RouterID, Priority: vrrpBackupPriority, Password: pw}
 	if i == 0 {
-		vr.State, vr.Priority = "MASTER", vrrpMasterPriority
+		vr.Priority = vrrpMasterPriority
 	}
 	seen := map[string]bool{}
 	for _, s := range bl.Services {

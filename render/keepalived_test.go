@@ -60,12 +60,15 @@ func TestKeepalivedReference(t *testing.T) {
 			t.Errorf("%s: packages %v lack keepalived", node, out.Host(node).Packages)
 		}
 
-		state, prio := "MASTER", "150"
+		// Both BACKUP with nopreempt: the higher priority wins at start,
+		// and a returning balancer does not take the VIPs back.
+		prio := "150"
 		if node == "loadbalancer2" {
-			state, prio = "BACKUP", "100"
+			prio = "100"
 		}
 		for _, want := range []string{
-			"\n    state " + state + "\n",
+			"\n    state BACKUP\n",
+			"\n    nopreempt\n",
 			"\n    priority " + prio + "\n",
 			"\n    virtual_router_id 51\n",
 			"\n    interface eth0\n",
