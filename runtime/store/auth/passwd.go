@@ -106,8 +106,13 @@ func HashPassword(pw string) (string, error) {
 }
 
 // dummyHash is checked when the user does not exist, so that a missing
-// account takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("mailfleet-dummy"), bcrypt.DefaultCost)
+// account takes as long as a wrong password. Made on first use, not at
+// start: a bcrypt hash costs tens of milliseconds, and every start of a
+// store is part of a failover.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("mailfleet-dummy"), bcrypt.DefaultCost)
+	return h
+})
 
 func verify(h, pw string) bool {
 	for _, pfx := range []string{"{BLF-CRYPT}", "{BCRYPT}"} {
@@ -149,7 +154,7 @@ func (p *PasswdFile) Authenticate(ctx context.Context, username, password string
 		return "", ErrInvalidCredentials
 	}
 	if !ok {
-		bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		bcrypt.CompareHashAndPassword(dummyHash(), []byte(password))
 		return "", ErrInvalidCredentials
 	}
 	if !verify(h, password) {
