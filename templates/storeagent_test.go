@@ -36,7 +36,7 @@ func TestStoreAgentUser(t *testing.T) {
 	// The stand-in notes its uid where only the store's user may write.
 	storage, logs := filepath.Join(dir, "mnt", "storage"), filepath.Join(dir, "log")
 	bin := filepath.Join(dir, "mailfleetd")
-	os.WriteFile(bin, []byte("#!/bin/sh\n[ \"$4\" = -check ] && exit 0\nid -u >"+logs+"/uid\n[ \"$4\" = -ready-file ] && echo $$ >\"$5\"\nexec sleep 300\n"), 0o755)
+	os.WriteFile(bin, []byte("#!/bin/sh\n[ \"$4\" = -check ] && exit 0\nid -u >"+logs+"/uid\nnice >"+logs+"/nice\n[ \"$4\" = -ready-file ] && echo $$ >\"$5\"\nexec sleep 300\n"), 0o755)
 	cfg := filepath.Join(dir, "store.json")
 	os.WriteFile(cfg, []byte("{}\n"), 0o644)
 	os.MkdirAll(storage, 0o755)
@@ -44,7 +44,8 @@ func TestStoreAgentUser(t *testing.T) {
 
 	run := func(action string) int {
 		t.Helper()
-		cmd := exec.Command(agent, action)
+		// As Pacemaker runs it in a mailfleet site: at niceness -10.
+		cmd := exec.Command("nice", "-n", "-10", agent, action)
 		cmd.Env = append(os.Environ(), "OCF_ROOT=/usr/lib/ocf", "OCF_RESOURCE_INSTANCE=s1",
 			"OCF_RESKEY_config="+cfg, "OCF_RESKEY_binary="+bin, "OCF_RESKEY_pidfile="+filepath.Join(dir, "pid"),
 			"OCF_RESKEY_user=nobody", "OCF_RESKEY_dirs="+storage+" "+logs, "OCF_RESKEY_stop_timeout=5")
@@ -67,6 +68,9 @@ func TestStoreAgentUser(t *testing.T) {
 	}
 	if got := string(bytes.TrimSpace(uid)); got != nobody.Uid {
 		t.Errorf("the store runs as uid %q, want %s", got, nobody.Uid)
+	}
+	if nice, _ := os.ReadFile(filepath.Join(logs, "nice")); string(nice) != "0\n" {
+		t.Errorf("the store runs at niceness %q, want 0 (the agent's -10 is Pacemaker's, not the mail's)", nice)
 	}
 	for _, p := range []string{storage, filepath.Join(storage, "old"), logs} {
 		st, err := os.Stat(p)

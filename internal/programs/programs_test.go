@@ -18,7 +18,7 @@ import (
 // (coreutils, util-linux, mount, procps, …), present on every Debian
 // system, debootstrap's minbase included, and the Go toolchain.
 var essential = []string{"go", "sh", "/bin/sh", "bash", "cat", "cp", "true", "false", "sleep", "kill",
-	"mount", "umount", "id", "env", "stat", "ls", "getent", "chown", "chmod", "mkdir", "rm", "ps", "tail", "sync"}
+	"mount", "umount", "id", "env", "stat", "ls", "getent", "chown", "chmod", "mkdir", "rm", "ps", "tail", "sync", "nice"}
 
 // TestDepsScriptInstallsEveryPackage: every package of the table is in
 // scripts/deps.sh, so a fresh machine gets every program.

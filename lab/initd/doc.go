@@ -50,7 +50,7 @@
 // ConfigurationDirectory and their …Mode (owned by User=),
 // RuntimeDirectoryPreserve=yes, LimitNOFILE (default 1024:524288, as
 // systemd), AmbientCapabilities (for a User= other than root: what the
-// rendered mailfleetd units need to bind the mail ports), UMask,
+// rendered mailfleetd units need to bind the mail ports), UMask, Nice,
 // StandardOutput/StandardError (null, inherit,
 // file:, append:, truncate:; anything else, journal included, appends to
 // /var/log/mailfleet-lab/UNIT.log). [Install] WantedBy, RequiredBy, Alias,
@@ -66,7 +66,7 @@
 // RestrictNamespaces, RestrictRealtime, RestrictSUIDSGID,
 // LockPersonality, MemoryDenyWriteExecute, DynamicUser, TasksMax,
 // MemoryMax, MemoryLimit, CPUQuota, IOWeight, Slice, Delegate,
-// OOMScoreAdjust, Nice, CPUSchedulingPolicy, IOSchedulingClass,
+// OOMScoreAdjust, CPUSchedulingPolicy, IOSchedulingClass,
 // LimitCORE and the other Limit*= than LimitNOFILE, NotifyAccess (every
 // process of the unit may notify), WatchdogSec, GuessMainPID,
 // PermissionsStartOnly, SyslogIdentifier, SyslogFacility,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -154,8 +155,31 @@ type spawnSpec struct {
 	Stderr *os.File
 	NoFile *unix.Rlimit // nil: the lab default
 	UMask  int          // -1: leave
+	Nice   *int         // nil: the supervisor's own
 	// AmbientCaps are raised after the switch to Cred's user
 	AmbientCaps []uintptr
+}
+
+// forkExecNice is syscall.ForkExec with the child at niceness nice (nil:
+// inherited). On Linux the niceness is a thread's, and a child gets its
+// forking thread's: the thread is pinned, given the value around the fork,
+// and given its own back.
+func forkExecNice(path string, argv []string, attr *syscall.ProcAttr, nice *int) (int, error) {
+	if nice == nil {
+		return syscall.ForkExec(path, argv, attr)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	// getpriority(2) returns 20 - nice.
+	old, err := unix.Getpriority(unix.PRIO_PROCESS, 0)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, *nice); err != nil {
+		return 0, fmt.Errorf("Nice=%d: %w", *nice, err)
+	}
+	defer unix.Setpriority(unix.PRIO_PROCESS, 0, 20-old)
+	return syscall.ForkExec(path, argv, attr)
 }
 
 // defaultNoFile is systemd's DefaultLimitNOFILE=1024:524288.
@@ -195,7 +219,7 @@ func (r *reaper) spawn(s spawnSpec) (int, <-chan exitStatus, error) {
 	if s.UMask >= 0 {
 		oldMask = syscall.Umask(s.UMask)
 	}
-	pid, err := syscall.ForkExec(s.Path, s.Argv, attr)
+	pid, err := forkExecNice(s.Path, s.Argv, attr, s.Nice)
 	if oldMask >= 0 {
 		syscall.Umask(oldMask)
 	}

@@ -192,6 +192,7 @@ type runCtx struct {
 	stderr *os.File
 	nofile *unix.Rlimit
 	umask  int
+	nice   *int
 	caps   []uintptr
 }
 
@@ -236,6 +237,9 @@ func (s *service) prepare() (*runCtx, error) {
 	}
 	if sc.hasUMask {
 		c.umask = int(sc.UMask)
+	}
+	if sc.hasNice {
+		c.nice = &sc.Nice
 	}
 	dir := sc.WorkingDirectory
 	optionalDir := strings.HasPrefix(dir, "-")
@@ -370,7 +374,7 @@ func (s *service) spawnLine(c *runCtx, l execLine, extra map[string]string) (int
 	}
 	return s.m.reaper.spawn(spawnSpec{
 		Path: path, Argv: argv, Env: envList(env), Dir: c.dir, Cred: cred,
-		Stdout: c.stdout, Stderr: c.stderr, NoFile: c.nofile, UMask: c.umask, AmbientCaps: caps,
+		Stdout: c.stdout, Stderr: c.stderr, NoFile: c.nofile, UMask: c.umask, Nice: c.nice, AmbientCaps: caps,
 	})
 }
 

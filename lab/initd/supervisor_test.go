@@ -615,3 +615,28 @@ func TestConcurrentClients(t *testing.T) {
 		waitFor(t, 5*time.Second, u+" active", func() bool { return n.prop(u, "ActiveState") == "active" })
 	}
 }
+
+// TestNice: Nice= sets the niceness of the service's processes (the
+// cluster stack's drop-in runs recovery actions ahead of the mail load),
+// and nothing else changes the supervisor's own.
+func TestNice(t *testing.T) {
+	n := newNode(t)
+	n.writeUnit("eager.service", `[Service]
+Type=oneshot
+Nice=-7
+ExecStart=/bin/sh -c 'echo nice=$(nice)'
+`)
+	n.writeUnit("plain.service", `[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo nice=$(nice)'
+`)
+	n.start()
+	n.must("start", "eager")
+	n.must("start", "plain")
+	if got := readFile(t, filepath.Join(n.logs, "mailfleet-lab", "eager.service.log")); got != "nice=-7\n" {
+		t.Errorf("Nice=-7: %q", got)
+	}
+	if got := readFile(t, filepath.Join(n.logs, "mailfleet-lab", "plain.service.log")); got != "nice=0\n" {
+		t.Errorf("no Nice=: %q (the supervisor's own niceness leaked)", got)
+	}
+}

@@ -302,6 +302,8 @@ type serviceConfig struct {
 	AmbientCapabilities                               []string
 	UMask                                             os.FileMode
 	hasUMask                                          bool
+	Nice                                              int
+	hasNice                                           bool
 }
 
 // labQuirks adjust units that cannot work as written outside a real
@@ -773,6 +775,10 @@ func (u *unitFile) finish() {
 			case "UMask":
 				s.UMask = parseMode(v, 0022)
 				s.hasUMask = true
+			case "Nice":
+				if n, err := strconv.Atoi(v); err == nil && n >= -20 && n <= 19 {
+					s.Nice, s.hasNice = n, true
+				}
 			case "StartLimitBurst":
 				if n, err := strconv.Atoi(v); err == nil {
 					u.StartLimitBurst = n
