@@ -28,12 +28,16 @@ type bench struct {
 	account, pass  string
 	imap, smtp, ca string
 	settle         time.Duration
+	send           bool
+	busy           int
 	log            io.Writer
 }
 
 type result struct {
 	outage          time.Duration // fault to first good login
 	extra           string        // case-specific note
+	phases          string        // Pacemaker's timeline, from its logs
+	fencedFirst     bool          // the fence came before any start of the moved resources
 	acked, lost     int
 	dup, perm       int
 	spurious, fence int
@@ -54,6 +58,8 @@ func runBench(args []string) {
 	frontends := fs.String("frontends", "proxy1,proxy2", "the front-end nodes")
 	fs.StringVar(&b.account, "account", "failover@example.com", "the test account (made on -instance if missing)")
 	fs.DurationVar(&b.settle, "settle", 5*time.Second, "quiet time before each run")
+	fs.BoolVar(&b.send, "sender", true, "run the SMTP sender during each run (the no-loss check); without it only the IMAP prober loads the lab")
+	fs.IntVar(&b.busy, "busy", 0, "busy loops to run beside the lab during each run (a loaded machine)")
 	fs.Parse(args)
 	b.backends, b.balancers, b.frontends = strings.Split(*backends, ","), strings.Split(*balancers, ","), strings.Split(*frontends, ",")
 	var err error
@@ -89,10 +95,10 @@ func runBench(args []string) {
 		}
 		rows = append(rows, r)
 	}
-	fmt.Printf("\n| case | runs | median | worst | acked | lost | duplicated | 5xx | spurious fencing | notes |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("\n| case | runs | median | worst | acked | lost | duplicated | 5xx | spurious fencing | fenced before start | notes |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		var ds []time.Duration
-		var acked, lost, dup, perm, spurious int
+		var acked, lost, dup, perm, spurious, fenced, fencedFirst int
 		var notes []string
 		for _, x := range r.rs {
 			if x.err != nil {
@@ -105,6 +111,12 @@ func runBench(args []string) {
 			dup += x.dup
 			perm += x.perm
 			spurious += x.spurious
+			if x.fence > 0 {
+				fenced++
+				if x.fencedFirst {
+					fencedFirst++
+				}
+			}
 			if x.extra != "" {
 				notes = append(notes, x.extra)
 			}
@@ -115,7 +127,11 @@ func runBench(args []string) {
 			med = fmt.Sprintf("%.2f s", median(ds).Seconds())
 			worst = fmt.Sprintf("%.2f s", ds[len(ds)-1].Seconds())
 		}
-		fmt.Printf("| %s | %d | %s | %s | %d | %d | %d | %d | %d | %s |\n", r.name, len(ds), med, worst, acked, lost, dup, perm, spurious, strings.Join(notes, "; "))
+		ff := "-"
+		if fenced > 0 {
+			ff = fmt.Sprintf("%d/%d", fencedFirst, fenced)
+		}
+		fmt.Printf("| %s | %d | %s | %s | %d | %d | %d | %d | %d | %s | %s |\n", r.name, len(ds), med, worst, acked, lost, dup, perm, spurious, ff, strings.Join(notes, "; "))
 	}
 }
 
@@ -167,20 +183,30 @@ func (b *bench) setup() error {
 	if err != nil {
 		return err
 	}
+	if err := b.waitAllOnline(3 * time.Minute); err != nil {
+		return err
+	}
 	b.pass = filepath.Join(dir, "password")
 	if err := os.WriteFile(b.pass, []byte("failover-bench-pw-1\n"), 0o600); err != nil {
 		return err
 	}
 	topo := b.lab
-	if _, err := b.on("workstation", b.mf, "account", "add", b.account, "-password-file", b.pass, "-instance", b.instance, "-topology", topo); err != nil {
-		if !strings.Contains(err.Error(), "already exists") {
-			return err
+	// The directory may still be starting (slapd up after the cluster
+	// says so): try for a minute.
+	var err2 error
+	for try := 0; try < 30; try++ {
+		if _, err2 = b.on("workstation", b.mf, "account", "add", b.account, "-password-file", b.pass, "-instance", b.instance, "-topology", topo); err2 == nil {
+			return nil
 		}
-		if _, err := b.on("workstation", b.mf, "account", "passwd", b.account, "-password-file", b.pass, "-topology", topo); err != nil {
-			return err
+		if strings.Contains(err2.Error(), "already exists") {
+			_, err2 = b.on("workstation", b.mf, "account", "passwd", b.account, "-password-file", b.pass, "-topology", topo)
+			if err2 == nil {
+				return nil
+			}
 		}
+		time.Sleep(2 * time.Second)
 	}
-	return nil
+	return err2
 }
 
 // client is a probe or sender running in the workstation.
@@ -220,6 +246,9 @@ func (b *bench) start(kind string, args ...string) (*client, error) {
 }
 
 func (c *client) stop() []string {
+	if c.cmd == nil {
+		return nil
+	}
 	c.stdin.Close()
 	select {
 	case <-c.done:
@@ -371,6 +400,69 @@ func (b *bench) fences() int {
 	return len(m.History)
 }
 
+// timeline reads Pacemaker's logs on every cluster node for what happened
+// after t0 to node (the one that held the instance): lost, fencing asked
+// and done, the instance's first start asked, its store started; each as
+// seconds after t0. It reports whether the fence came before every start.
+func (b *bench) timeline(t0 time.Time, node string) (string, bool) {
+	pat := `state is now lost|Requesting fencing|Operation '[a-z]*' targeting|Initiating start operation|Result of start operation for ` + b.instance + `-store`
+	type ev struct {
+		at   time.Time
+		what string
+	}
+	var evs []ev
+	for _, n := range b.backends {
+		out, err := b.on(n, "grep", "-hE", pat, "/var/log/pacemaker/pacemaker.log")
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if len(l) < 22 {
+				continue
+			}
+			at, err := time.ParseInLocation("Jan 02 15:04:05.000", l[:19], time.UTC)
+			if err != nil {
+				continue
+			}
+			at = at.AddDate(t0.UTC().Year(), 0, 0)
+			if at.Before(t0) || at.After(t0.Add(2*time.Minute)) {
+				continue
+			}
+			evs = append(evs, ev{at, l})
+		}
+	}
+	slices.SortFunc(evs, func(a, b ev) int { return a.at.Compare(b.at) })
+	first := map[string]time.Time{}
+	note := func(key string, at time.Time) {
+		if _, ok := first[key]; !ok {
+			first[key] = at
+		}
+	}
+	for _, e := range evs {
+		switch {
+		case strings.Contains(e.what, "Node "+node+" state is now lost"):
+			note("lost", e.at)
+		case strings.Contains(e.what, "Requesting fencing") && strings.Contains(e.what, "of node "+node):
+			note("fence asked", e.at)
+		case strings.Contains(e.what, "targeting "+node) && strings.Contains(e.what, ": OK"):
+			note("fenced", e.at)
+		case strings.Contains(e.what, "Initiating start operation "+b.instance+"-"):
+			note("starts", e.at)
+		case strings.Contains(e.what, "Result of start operation for "+b.instance+"-store") && strings.Contains(e.what, ": ok"):
+			note("store started", e.at)
+		}
+	}
+	var parts []string
+	for _, k := range []string{"lost", "fence asked", "fenced", "starts", "store started"} {
+		if at, ok := first[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s +%.2f", k, at.Sub(t0).Seconds()))
+		}
+	}
+	fenced, fok := first["fenced"]
+	starts, sok := first["starts"]
+	return strings.Join(parts, ", "), fok && sok && fenced.Before(starts)
+}
+
 // fault injects one failure and returns what to undo afterwards, and the
 // number of fencing operations it should cause.
 type fault func(b *bench) (restore func() error, fences int, err error)
@@ -460,11 +552,20 @@ func (b *bench) measure(name string, f fault) (res result) {
 		res.err = err
 		return
 	}
-	sender, err := b.start("sender", "-addr", b.smtp, "-to", b.account, "-prefix", prefix)
-	if err != nil {
-		probe.stop()
-		res.err = err
-		return
+	sender := &client{done: make(chan struct{})}
+	close(sender.done)
+	if b.send {
+		if sender, err = b.start("sender", "-addr", b.smtp, "-to", b.account, "-prefix", prefix); err != nil {
+			probe.stop()
+			res.err = err
+			return
+		}
+	}
+	for i := 0; i < b.busy; i++ {
+		loop := exec.Command("sh", "-c", "while :; do :; done")
+		if err := loop.Start(); err == nil {
+			defer func() { loop.Process.Kill(); loop.Wait() }()
+		}
 	}
 	if _, ok := probe.waitGood(time.Now(), 30*time.Second); !ok {
 		probe.stop()
@@ -473,9 +574,11 @@ func (b *bench) measure(name string, f fault) (res result) {
 		return
 	}
 	time.Sleep(b.settle)
+	before, _ := b.locate(b.instance)
 	t0 := time.Now()
 	restore, wantFences, err := f(b)
 	injected := time.Now()
+	b.logf("   fault injected at %s (took %v), %s ran on %s", t0.Format("15:04:05.000"), injected.Sub(t0).Round(time.Millisecond), b.instance, before)
 	if err != nil {
 		probe.stop()
 		sender.stop()
@@ -536,6 +639,17 @@ func (b *bench) measure(name string, f fault) (res result) {
 		}
 	}
 	res.acked = len(acked)
+	res.phases, res.fencedFirst = b.timeline(t0, before)
+	if res.phases != "" {
+		b.logf("   timeline: %s", res.phases)
+	}
+	res.fence = b.fences() - fencesBefore
+	if res.fence > wantFences {
+		res.spurious = res.fence - wantFences
+	}
+	if !b.send {
+		return res
+	}
 	out, err := b.on("workstation", b.self, "count", "-ca", b.ca, "-addr", b.imap, "-user", b.account, "-passfile", b.pass, "-prefix", prefix)
 	if err != nil && res.err == nil {
 		res.err = err
@@ -560,10 +674,6 @@ func (b *bench) measure(name string, f fault) (res result) {
 		if !acked[id] && n > 1 {
 			res.dup += n - 1
 		}
-	}
-	res.fence = b.fences() - fencesBefore
-	if res.fence > wantFences {
-		res.spurious = res.fence - wantFences
 	}
 	return res
 }

@@ -21,12 +21,14 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: failover run|probe|sender|count [flags]")
+		fmt.Fprintln(os.Stderr, "usage: failover run|soak|probe|sender|count [flags]")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "run":
 		runBench(os.Args[2:])
+	case "soak":
+		runSoak(os.Args[2:])
 	case "probe":
 		runProbe(os.Args[2:])
 	case "sender":

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// runSoak keeps the cluster under a mail load (the prober and the sender)
+// while a command (by default the whole test suite) runs again and again
+// beside it on the same machine, for -duration; then it checks that
+// nothing moved and nothing was fenced, and that every acknowledged
+// message is in the mailbox once. This is what shows the short corosync
+// timings safe on a busy machine.
+func runSoak(args []string) {
+	fs := flag.NewFlagSet("soak", flag.ExitOnError)
+	b := &bench{log: os.Stderr, send: true}
+	fs.StringVar(&b.lab, "lab", "examples/lab", "the lab's topology")
+	fs.StringVar(&b.mf, "mailfleet", "bin/mailfleet", "the mailfleet binary")
+	fs.StringVar(&b.instance, "instance", "AXIGEN1", "the instance the load goes to")
+	fs.StringVar(&b.group, "directory", "ldap", "the directory's resource group")
+	backends := fs.String("backends", "ldapnode,axigenode1,axigenode2,standby", "the cluster's nodes")
+	fs.StringVar(&b.account, "account", "failover@example.com", "the test account")
+	duration := fs.Duration("duration", 10*time.Minute, "how long to soak")
+	load := fs.String("load", "go test -count=1 ./...", "the command run again and again beside the lab")
+	fs.Parse(args)
+	b.backends = strings.Split(*backends, ",")
+	var err error
+	if b.mf, err = filepath.Abs(b.mf); err != nil {
+		fatal(err)
+	}
+	if b.self, err = os.Executable(); err != nil {
+		fatal(err)
+	}
+	if b.lab, err = filepath.Abs(b.lab); err != nil {
+		fatal(err)
+	}
+	if err := b.setup(); err != nil {
+		fatal(err)
+	}
+	where := map[string]string{}
+	for _, r := range []string{"AXIGEN1", "AXIGEN2", b.group} {
+		if where[r], err = b.locate(r); err != nil {
+			fatal(err)
+		}
+	}
+	fencesBefore := b.fences()
+	prefix := fmt.Sprintf("soak-%d", time.Now().UnixNano())
+	probe, err := b.start("probe", "-addr", b.imap, "-user", b.account, "-passfile", b.pass, "-every", "200ms")
+	if err != nil {
+		fatal(err)
+	}
+	sender, err := b.start("sender", "-addr", b.smtp, "-to", b.account, "-prefix", prefix)
+	if err != nil {
+		fatal(err)
+	}
+	start := time.Now()
+	rounds, failed := 0, 0
+	for time.Since(start) < *duration {
+		cmd := exec.Command("sh", "-c", *load)
+		out, err := cmd.CombinedOutput()
+		rounds++
+		if err != nil {
+			failed++
+			b.logf("load round %d failed: %v\n%s", rounds, err, tail(string(out), 15))
+		} else {
+			b.logf("load round %d done (%v)", rounds, time.Since(start).Round(time.Second))
+		}
+	}
+	probeEvents, sendEvents := parseEvents(probe.stop()), parseEvents(sender.stop())
+	fails := 0
+	for _, e := range probeEvents {
+		if e.kind == "fail" {
+			fails++
+		}
+	}
+	moved := 0
+	for r, n := range where {
+		if now, err := b.locate(r); err != nil || now != n {
+			b.logf("%s ran on %s, now on %q (%v)", r, n, now, err)
+			moved++
+		}
+	}
+	fenced := b.fences() - fencesBefore
+	acked := map[string]bool{}
+	for _, e := range sendEvents {
+		if e.kind == "ack" {
+			acked[strings.Fields(e.rest)[0]] = true
+		}
+	}
+	out, err := b.on("workstation", b.self, "count", "-ca", b.ca, "-addr", b.imap, "-user", b.account, "-passfile", b.pass, "-prefix", prefix)
+	if err != nil {
+		fatal(err)
+	}
+	counts := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 {
+			var n int
+			fmt.Sscan(f[1], &n)
+			counts[f[0]] = n
+		}
+	}
+	lost, dup := 0, 0
+	for id := range acked {
+		if counts[id] == 0 {
+			lost++
+		}
+	}
+	for _, n := range counts {
+		if n > 1 {
+			dup += n - 1
+		}
+	}
+	fmt.Printf("soak %v: %d load rounds (%d failed), %d logins (%d failed), %d messages acknowledged, %d lost, %d duplicated, %d fencing, %d resources moved\n",
+		time.Since(start).Round(time.Second), rounds, failed, len(probeEvents), fails, len(acked), lost, dup, fenced, moved)
+	if fenced != 0 || moved != 0 || lost != 0 || dup != 0 {
+		os.Exit(1)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
