@@ -164,6 +164,10 @@ func TestLabEndToEnd(t *testing.T) {
 	})
 
 	c.must(10*time.Minute, "lab", "up", topo)
+	// Before apply nothing runs Pacemaker: mailfleet cluster says so.
+	if out, code := c.run(time.Minute, "", "lab", "cluster", topo, "status"); code != 1 || !strings.Contains(out, "the cluster is not up") {
+		t.Errorf("cluster status before apply: exit %d, want 1 and 'the cluster is not up'\n%s", code, out)
+	}
 	out := c.must(20*time.Minute, "lab", "apply", topo, "-auto-approve")
 	if i := strings.LastIndex(out, "\n\n"); i >= 0 {
 		t.Logf("apply:%s", out[i:])
@@ -301,7 +305,177 @@ func TestLabEndToEnd(t *testing.T) {
 		return nil
 	})
 	t.Logf("AXIGEN1 served again %.1fs after %s lost power", time.Since(start).Seconds(), dead)
+
+	// mailfleet cluster, as an operator at the workstation uses it: the
+	// status in the topology's names, and the failover in the history,
+	// its fence before any start of the instance's resources.
+	cs := clusterStatus(t, c, topo)
+	if s := cs.service("AXIGEN1"); s.State != "started" || s.Node == dead || s.Node == "" || strings.Join(s.Failover, ",") != "axigenode1,standby" {
+		t.Errorf("cluster status: AXIGEN1 %+v, want started off %s, failover axigenode1,standby", s, dead)
+	}
+	if n := cs.node(dead); n != "fenced" && n != "offline" {
+		t.Errorf("cluster status: %s is %q, want fenced", dead, n)
+	}
+	ep := clusterEpisode(t, c, topo, "AXIGEN1", "failover", dead)
+	fenced, started := -1, -1
+	for i, s := range ep.Steps {
+		if s.What == "fenced" && fenced < 0 {
+			fenced = i
+		}
+		if s.What == "start asked" && started < 0 {
+			started = i
+		}
+	}
+	if fenced < 0 || started < 0 || fenced > started || ep.Seconds <= 0 || ep.To == dead {
+		t.Errorf("history of the failover: fence at step %d, first start at %d, %.2f s, to %s:\n%+v", fenced, started, ep.Seconds, ep.To, ep)
+	}
 	c.must(5*time.Minute, "lab", "power", "on", topo, dead)
+	eventually(t, 4*time.Minute, 2*time.Second, dead+" rejoins the cluster", func() error {
+		if !online(t, c, from, dead) {
+			return fmt.Errorf("%s is not online in crm_mon", dead)
+		}
+		return nil
+	})
+
+	// Relocation with a sender running: every message answered 250 is in
+	// the mailbox once, no 5xx, and the history has the relocation.
+	fo := filepath.Join(dir, "failover")
+	if out, err := exec.Command("go", "build", "-o", fo, "../bench/failover").CombinedOutput(); err != nil {
+		t.Fatalf("go build bench/failover: %v\n%s", err, out)
+	}
+	sender := exec.Command(c.bin, "lab", "exec", topo, "workstation", "--", fo, "sender", "-addr", st.Services["smtp"],
+		"-ca", st.CA, "-to", "alice@example.com", "-prefix", "relocate")
+	stdin, err := sender.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent bytes.Buffer
+	sender.Stdout = &sent
+	if err := sender.Start(); err != nil {
+		t.Fatal(err)
+	}
+	to := "standby"
+	if cur := locate(t, c, "AXIGEN1-store"); cur == "standby" {
+		to = "axigenode1"
+	}
+	time.Sleep(2 * time.Second) // mail flowing before the move: the point of the test
+	out = c.must(5*time.Minute, "lab", "cluster", topo, "relocate", "AXIGEN1", "-to", to)
+	t.Logf("relocate: %s", strings.TrimSpace(out))
+	if n := locate(t, c, "AXIGEN1-store"); n != to {
+		t.Errorf("after relocate -to %s AXIGEN1 runs on %q", to, n)
+	}
+	time.Sleep(2 * time.Second) // and after it
+	stdin.Close()
+	if err := sender.Wait(); err != nil {
+		t.Fatalf("sender: %v", err)
+	}
+	acked, refused := map[string]bool{}, 0
+	for _, l := range strings.Split(strings.TrimSpace(sent.String()), "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) >= 4 && f[0] == "ack":
+			acked[f[3]] = true
+		case len(f) >= 1 && f[0] == "perm":
+			t.Errorf("a 5xx during the relocation: %s", l)
+		case len(f) >= 1:
+			refused++
+		}
+	}
+	counted := map[string]int{}
+	eventually(t, time.Minute, 2*time.Second, "count the relocation's messages", func() error {
+		out, code := c.exec(time.Minute, "workstation", fo, "count", "-addr", st.Services["imap"], "-ca", st.CA,
+			"-user", "alice@example.com", "-passfile", pw, "-prefix", "relocate")
+		if code != 0 {
+			return fmt.Errorf("exit %d: %s", code, out)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if f := strings.Fields(l); len(f) == 2 {
+				n := 0
+				fmt.Sscan(f[1], &n)
+				counted[f[0]] = n
+			}
+		}
+		return nil
+	})
+	for id := range acked {
+		if counted[id] != 1 {
+			t.Errorf("message %s was acknowledged and is in the mailbox %d times", id, counted[id])
+		}
+	}
+	if len(acked) == 0 {
+		t.Error("no message acknowledged during the relocation")
+	}
+	t.Logf("relocation: %d messages acknowledged, %d attempts refused for a retry", len(acked), refused)
+	ep = clusterEpisode(t, c, topo, "AXIGEN1", "relocation", "")
+	if ep.To != to || ep.Seconds <= 0 {
+		t.Errorf("history of the relocation: %+v", ep)
+	}
+}
+
+// labClusterStatus is what the test reads of mailfleet cluster status -json.
+type labClusterStatus struct {
+	Nodes []struct {
+		Name, State string
+	} `json:"nodes"`
+	Services []struct {
+		Name, State, Node string
+		Failover          []string
+	} `json:"services"`
+}
+
+func (s labClusterStatus) service(name string) (out struct {
+	Name, State, Node string
+	Failover          []string
+}) {
+	for _, x := range s.Services {
+		if x.Name == name {
+			return x
+		}
+	}
+	return
+}
+
+func (s labClusterStatus) node(name string) string {
+	for _, n := range s.Nodes {
+		if n.Name == name {
+			return n.State
+		}
+	}
+	return ""
+}
+
+func clusterStatus(t *testing.T, c *labCLI, topo string) labClusterStatus {
+	t.Helper()
+	var st labClusterStatus
+	out := c.must(time.Minute, "lab", "cluster", topo, "status", "-json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil || len(st.Services) == 0 {
+		t.Fatalf("cluster status -json: %v\n%s", err, out)
+	}
+	return st
+}
+
+type labEpisode struct {
+	Service, Kind, From, To string
+	Seconds                 float64
+	Steps                   []struct{ What, Resource, Node string }
+}
+
+// clusterEpisode is the last episode of kind for service in mailfleet
+// cluster history -json (from node, when not empty).
+func clusterEpisode(t *testing.T, c *labCLI, topo, service, kind, from string) labEpisode {
+	t.Helper()
+	var eps []labEpisode
+	out := c.must(time.Minute, "lab", "cluster", topo, "history", "-json")
+	if err := json.Unmarshal([]byte(out), &eps); err != nil {
+		t.Fatalf("cluster history -json: %v\n%s", err, out)
+	}
+	for i := len(eps) - 1; i >= 0; i-- {
+		if e := eps[i]; e.Service == service && e.Kind == kind && (from == "" || e.From == from) {
+			return e
+		}
+	}
+	t.Fatalf("cluster history has no %s of %s from %q:\n%s", kind, service, from, out)
+	return labEpisode{}
 }
 
 // online: crm_mon run on node from shows node online.

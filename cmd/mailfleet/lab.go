@@ -31,6 +31,7 @@ func init() {
 		{"plan", "PATH [plan flags]", "mailfleet plan against the lab, from its workstation.", runLabDeploy("plan")},
 		{"apply", "PATH [apply flags]", "mailfleet apply to the lab, from its workstation.", runLabDeploy("apply")},
 		{"status", "[-json] PATH", "Nodes with their state and addresses, the service addresses, the SSH files.", runLabStatus},
+		{"cluster", "PATH COMMAND [args]", "mailfleet cluster against the lab, from its workstation (mailfleet cluster help).", runLabCluster},
 		{"exec", "PATH NODE -- CMD...", "Run a command on a node (or the workstation); its exit status is passed through.", runLabExec},
 		{"shell", "PATH NODE", "An interactive shell on a node (or the workstation).", runLabShell},
 		{"power", "off|on [-wait 60s] PATH NODE", "Cut or restore a node's power, as the lab's power switch does (on boots at once; the switch itself waits the lab's boot time).", runLabPower},
@@ -466,6 +467,37 @@ func runLabDeploy(name string) func(e *env, args []string) int {
 		}
 		return runCmd(e, name, cmd)
 	}
+}
+
+// runLabCluster runs `mailfleet cluster COMMAND` in the workstation with
+// the lab's known_hosts and key: lab cluster PATH COMMAND [flags] [args].
+func runLabCluster(e *env, args []string) int {
+	if len(args) < 2 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintln(e.stderr, "Usage: mailfleet lab cluster PATH COMMAND [flags] [args]")
+		return 1
+	}
+	path, sub, rest := args[0], args[1], args[2:]
+	l := openLab(e, "cluster", path)
+	if l == nil {
+		return 1
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mailfleet lab cluster: %v\n", err)
+		return 1
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mailfleet lab cluster: %v\n", err)
+		return 1
+	}
+	argv := append([]string{self, "cluster", sub, "-known-hosts", l.KnownHosts(), "-identity", l.Identity(), abs}, rest...)
+	cmd, err := l.Command(lab.KindWorkstation, argv)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mailfleet lab cluster: %v\n", err)
+		return 1
+	}
+	return runCmd(e, "cluster", cmd)
 }
 
 func runLabPDU(e *env, args []string) int {

@@ -39,6 +39,7 @@ func init() {
 		{"plan", "[flags] PATH", "Show what apply would change on every host (reads them over SSH).", runPlan},
 		{"apply", "[flags] PATH|PLANFILE", "Make every host match the topology (or a saved plan) over SSH.", runApply},
 		{"account", "COMMAND [flags] [args]", "Create, change, check and move mail accounts (mailfleet account help).", runAccount},
+		{"cluster", "COMMAND [flags] PATH [args]", "Status, history and operations of the site's cluster: relocate, enable, disable, standby, fence (mailfleet cluster help).", runCluster},
 		{"lab", "COMMAND [flags] PATH", "Build the topology's hosts on this machine to deploy to (mailfleet lab help).", runLab},
 		{"version", "", "Print the version.", runVersion},
 		{"help", "", "Show this help.", runHelp},

@@ -1,0 +1,140 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+var labSite = Site{
+	Members: []string{"axigenode1", "axigenode2", "ldapnode", "standby"},
+	Services: []Service{
+		{Name: "AXIGEN1", Kind: "instance", Daemon: "AXIGEN1-store", Nodes: []string{"axigenode1", "standby"}},
+		{Name: "AXIGEN2", Kind: "instance", Daemon: "AXIGEN2-store", Nodes: []string{"axigenode2", "standby"}},
+		{Name: "ldap", Kind: "directory", Daemon: "ldap-slapd", Nodes: []string{"ldapnode", "standby"}},
+	},
+}
+
+func TestParseStatus(t *testing.T) {
+	b, err := os.ReadFile("testdata/crm_mon.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := parseStatus(b, labSite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DC == "" || !st.Quorum {
+		t.Errorf("dc %q quorum %v", st.DC, st.Quorum)
+	}
+	var nodes []string
+	for _, n := range st.Nodes {
+		nodes = append(nodes, n.Name+"="+n.State)
+	}
+	if got := strings.Join(nodes, " "); got != "axigenode1=online axigenode2=online ldapnode=online standby=online" {
+		t.Errorf("nodes: %s", got)
+	}
+	for _, want := range []struct{ name, node string }{{"AXIGEN1", "axigenode1"}, {"AXIGEN2", "axigenode2"}, {"ldap", "ldapnode"}} {
+		s := st.service(want.name)
+		if s.State != "started" || s.Node != want.node || s.Since.IsZero() || len(s.Failover) != 2 {
+			t.Errorf("%s: %+v", want.name, s)
+		}
+	}
+	if _, err := parseStatus([]byte("<not xml"), labSite); err == nil {
+		t.Error("garbage parsed")
+	}
+}
+
+func TestHistory(t *testing.T) {
+	b, err := os.ReadFile("testdata/failover.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 8, 0, 0, 0, 0, time.Local)
+	eps := episodes(labSite, parseLog(strings.Split(string(b), "\n"), now))
+	if len(eps) != 2 {
+		t.Fatalf("%d episodes: %+v", len(eps), eps)
+	}
+	f := eps[0]
+	if f.Service != "AXIGEN1" || f.Kind != "failover" || f.From != "axigenode1" || f.To != "standby" {
+		t.Errorf("failover: %+v", f)
+	}
+	if f.Seconds < 2.63 || f.Seconds > 2.64 {
+		t.Errorf("failover took %.3f s, want 2.632 (lost 36.988 to store started 39.620)", f.Seconds)
+	}
+	var whats []string
+	for _, s := range f.Steps {
+		whats = append(whats, s.What)
+	}
+	if got := strings.Join(whats, ","); got != "lost,fence asked,fenced,start asked,start asked,started,started,start asked,started" {
+		t.Errorf("steps: %s", got)
+	}
+	r := eps[1]
+	if r.Kind != "relocation" || r.From != "standby" || r.To != "axigenode1" || r.Seconds < 2.09 || r.Seconds > 2.11 {
+		t.Errorf("relocation: %+v", r)
+	}
+	// The lost node's own log is gone with it: where AXIGEN1 ran is not
+	// known, but its resources start right after axigenode1's loss.
+	lines := strings.Split(string(b), "\n")[1:]
+	eps = episodes(labSite, parseLog(lines, now))
+	if len(eps) != 2 || eps[0].Kind != "failover" || eps[0].From != "axigenode1" || eps[0].Steps[0].What != "lost" {
+		t.Errorf("without the start line: %+v", eps)
+	}
+	// A year-less line from late December read in early January is last year's.
+	e := parseLog([]string{"Dec 31 23:59:59.000 x pacemaker-controld [1] (x) notice: Node n1 state is now lost"}, time.Date(2027, 1, 1, 0, 0, 5, 0, time.Local))
+	if len(e) != 1 || e[0].at.Year() != 2026 {
+		t.Errorf("year: %+v", e)
+	}
+}
+
+// fakeRunner answers from a table: node → output, or an error.
+type fakeRunner struct {
+	out   map[string]string
+	calls []string
+}
+
+func (f *fakeRunner) Run(ctx context.Context, node string, argv ...string) ([]byte, error) {
+	f.calls = append(f.calls, node+": "+strings.Join(argv, " "))
+	if o, ok := f.out[node]; ok {
+		return []byte(o), nil
+	}
+	return nil, fmt.Errorf("ssh: connect to %s: connection refused", node)
+}
+
+func TestOpsNamesAndReachability(t *testing.T) {
+	b, _ := os.ReadFile("testdata/crm_mon.xml")
+	r := &fakeRunner{out: map[string]string{"standby": string(b)}}
+	o := &Ops{Site: labSite, Run: r, Wait: time.Second}
+	ctx := context.Background()
+	st, err := o.Status(ctx)
+	if err != nil || st.AskedOn != "standby" {
+		t.Fatalf("status through the one member that answers: %v %+v", err, st)
+	}
+	var ue *UnknownError
+	if err := o.Relocate(ctx, "AXIGEN9", "standby"); !errors.As(err, &ue) {
+		t.Errorf("unknown instance: %v", err)
+	}
+	if err := o.Relocate(ctx, "AXIGEN1", "axigenode2"); err == nil || !strings.Contains(err.Error(), "may run on axigenode1, standby only") {
+		t.Errorf("a node not in the list: %v", err)
+	}
+	if err := o.Standby(ctx, "nosuch", true); !errors.As(err, &ue) {
+		t.Errorf("unknown node: %v", err)
+	}
+	// Fencing is asked of another member first.
+	r.calls = nil
+	r.out["axigenode2"] = ""
+	if err := o.Fence(ctx, "axigenode2"); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.calls) == 0 || strings.HasPrefix(r.calls[0], "axigenode2:") {
+		t.Errorf("fence asked first of the node itself: %v", r.calls)
+	}
+	down := &Ops{Site: labSite, Run: &fakeRunner{out: map[string]string{}}}
+	if _, err := down.Status(ctx); !errors.Is(err, ErrNotUp) {
+		t.Errorf("no member answers: %v", err)
+	}
+}
