@@ -30,6 +30,7 @@ type bench struct {
 	settle         time.Duration
 	send           bool
 	busy           int
+	vip, mount     string
 	log            io.Writer
 }
 
@@ -37,6 +38,7 @@ type result struct {
 	outage          time.Duration // fault to first good login
 	extra           string        // case-specific note
 	phases          string        // Pacemaker's timeline, from its logs
+	samples, fired  int           // the two-writer check: samples taken, and with two writers
 	fencedFirst     bool          // the fence came before any start of the moved resources
 	acked, lost     int
 	dup, perm       int
@@ -60,6 +62,8 @@ func runBench(args []string) {
 	fs.DurationVar(&b.settle, "settle", 5*time.Second, "quiet time before each run")
 	fs.BoolVar(&b.send, "sender", true, "run the SMTP sender during each run (the no-loss check); without it only the IMAP prober loads the lab")
 	fs.IntVar(&b.busy, "busy", 0, "busy loops to run beside the lab during each run (a loaded machine)")
+	fs.StringVar(&b.vip, "vip", "10.0.0.201", "the instance's VIP (the two-writer check)")
+	fs.StringVar(&b.mount, "mount", "/var/opt/AXIGEN1/domains", "the instance's storage mount point (the two-writer check)")
 	fs.Parse(args)
 	b.backends, b.balancers, b.frontends = strings.Split(*backends, ","), strings.Split(*balancers, ","), strings.Split(*frontends, ",")
 	var err error
@@ -95,10 +99,10 @@ func runBench(args []string) {
 		}
 		rows = append(rows, r)
 	}
-	fmt.Printf("\n| case | runs | median | worst | acked | lost | duplicated | 5xx | spurious fencing | fenced before start | notes |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Printf("\n| case | runs | median | worst | acked | lost | duplicated | 5xx | spurious fencing | fenced before start | two writers (samples) | notes |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		var ds []time.Duration
-		var acked, lost, dup, perm, spurious, fenced, fencedFirst int
+		var acked, lost, dup, perm, spurious, fenced, fencedFirst, samples, fired int
 		var notes []string
 		for _, x := range r.rs {
 			if x.err != nil {
@@ -111,6 +115,8 @@ func runBench(args []string) {
 			dup += x.dup
 			perm += x.perm
 			spurious += x.spurious
+			samples += x.samples
+			fired += x.fired
 			if x.fence > 0 {
 				fenced++
 				if x.fencedFirst {
@@ -131,7 +137,7 @@ func runBench(args []string) {
 		if fenced > 0 {
 			ff = fmt.Sprintf("%d/%d", fencedFirst, fenced)
 		}
-		fmt.Printf("| %s | %d | %s | %s | %d | %d | %d | %d | %d | %s | %s |\n", r.name, len(ds), med, worst, acked, lost, dup, perm, spurious, ff, strings.Join(notes, "; "))
+		fmt.Printf("| %s | %d | %s | %s | %d | %d | %d | %d | %d | %s | %d (%d) | %s |\n", r.name, len(ds), med, worst, acked, lost, dup, perm, spurious, ff, fired, samples, strings.Join(notes, "; "))
 	}
 }
 
@@ -575,11 +581,20 @@ func (b *bench) measure(name string, f fault) (res result) {
 	}
 	time.Sleep(b.settle)
 	before, _ := b.locate(b.instance)
+	writers, err := b.newTwoWriters(b.backends, b.vip, b.mount)
+	if err != nil {
+		probe.stop()
+		sender.stop()
+		res.err = err
+		return
+	}
+	writers.start()
 	t0 := time.Now()
 	restore, wantFences, err := f(b)
 	injected := time.Now()
 	b.logf("   fault injected at %s (took %v), %s ran on %s", t0.Format("15:04:05.000"), injected.Sub(t0).Round(time.Millisecond), b.instance, before)
 	if err != nil {
+		writers.end()
 		probe.stop()
 		sender.stop()
 		res.err = err
@@ -600,6 +615,11 @@ func (b *bench) measure(name string, f fault) (res result) {
 	if name == "frontend" || name == "balancer" {
 		// the return of the node: no interruption wanted
 		time.Sleep(5 * time.Second)
+	}
+	var first string
+	res.samples, res.fired, first = writers.end()
+	if res.fired > 0 {
+		b.logf("   TWO WRITERS: %d of %d samples; first %s", res.fired, res.samples, first)
 	}
 	probeEvents := parseEvents(probe.stop())
 	sendEvents := parseEvents(sender.stop())
