@@ -948,6 +948,11 @@ func (v *validator) availability() {
 	if d := t.Directory; d != nil && len(d.Nodes) == 1 {
 		v.ds.warnf(d.At("nodes"), "Single directory node", "the directory can run on one node only; list a second one.")
 	}
+	if members := t.BackendNodes(); len(members) == 2 {
+		v.ds.warnf(members[1].Range, "Two-node cluster",
+			"the backend cluster has two nodes, %s and %s: corosync runs in two-node mode (two_node, with wait_for_all), so either node keeps quorum alone. When the two lose each other both ask to fence the other; a random fence delay (up to 5 s) lets one of them win, at the price of that delay in every failover. After a full stop neither runs anything until both have been up together once. A third cluster node removes the race and the delay.",
+			members[0].Name, members[1].Name)
+	}
 	for _, n := range t.BackendNodes() {
 		if n.Fence == nil {
 			v.ds.warnf(n.Range, "Node without fencing", "node %q runs clustered services but has no fence port; without fencing, a failed node's services cannot safely move.", n.Name)

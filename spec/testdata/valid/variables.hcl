@@ -95,7 +95,7 @@ node "be1" {
   }
 }
 
-node "be2" {
+node "be2" { # WARNING: Two-node cluster
   network = network.back
   address = local.backend_ips.be2
   fence {

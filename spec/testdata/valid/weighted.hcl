@@ -70,7 +70,7 @@ node "be1" {
   }
 }
 
-node "be2" {
+node "be2" { # WARNING: Two-node cluster
   network = network.back
   address = "10.0.0.12"
   fence {
