@@ -547,6 +547,9 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 		// machine take twice as long. The actions are few and short.
 		"batch-limit", "30",
 		"load-threshold", "1000%",
+		// and a node runs up to 20 at once (the default, twice its
+		// cores, let a relocation's stops and starts queue two by two).
+		"node-action-limit", "20",
 	)}
 	prefer := func(rsc string, nodes []*spec.Node) {
 		for pos, n := range nodes {

@@ -376,7 +376,7 @@ func TestCIBReference(t *testing.T) {
 		props[p.Name] = p.Value
 	}
 	if props["stonith-enabled"] != "true" || props["no-quorum-policy"] != "stop" || props["symmetric-cluster"] != "false" ||
-		props["batch-limit"] != "30" || props["load-threshold"] != "1000%" {
+		props["batch-limit"] != "30" || props["load-threshold"] != "1000%" || props["node-action-limit"] != "20" {
 		t.Errorf("crm_config = %v", props)
 	}
 	if len(cib.Defaults) != 1 || cib.Defaults[0].Name != "resource-stickiness" || cib.Defaults[0].Value != "100" {

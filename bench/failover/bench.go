@@ -410,8 +410,8 @@ func (b *bench) fences() int {
 // after t0 to node (the one that held the instance): lost, fencing asked
 // and done, the instance's first start asked, its store started; each as
 // seconds after t0. It reports whether the fence came before every start.
-func (b *bench) timeline(t0 time.Time, node string) (string, bool) {
-	pat := `state is now lost|Requesting fencing|Operation '[a-z]*' targeting|Initiating start operation|Result of start operation for ` + b.instance + `-store`
+func (b *bench) timeline(t0 time.Time, node, service, daemon string) (string, bool) {
+	pat := `state is now lost|Requesting fencing|Operation '[a-z]*' targeting|Initiating start operation|Result of start operation for ` + daemon
 	type ev struct {
 		at   time.Time
 		what string
@@ -452,14 +452,14 @@ func (b *bench) timeline(t0 time.Time, node string) (string, bool) {
 			note("fence asked", e.at)
 		case strings.Contains(e.what, "targeting "+node) && strings.Contains(e.what, ": OK"):
 			note("fenced", e.at)
-		case strings.Contains(e.what, "Initiating start operation "+b.instance+"-"):
+		case strings.Contains(e.what, "Initiating start operation "+service+"-"):
 			note("starts", e.at)
-		case strings.Contains(e.what, "Result of start operation for "+b.instance+"-store") && strings.Contains(e.what, ": ok"):
-			note("store started", e.at)
+		case strings.Contains(e.what, "Result of start operation for "+daemon) && strings.Contains(e.what, ": ok"):
+			note("daemon started", e.at)
 		}
 	}
 	var parts []string
-	for _, k := range []string{"lost", "fence asked", "fenced", "starts", "store started"} {
+	for _, k := range []string{"lost", "fence asked", "fenced", "starts", "daemon started"} {
 		if at, ok := first[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s +%.2f", k, at.Sub(t0).Seconds()))
 		}
@@ -580,7 +580,11 @@ func (b *bench) measure(name string, f fault) (res result) {
 		return
 	}
 	time.Sleep(b.settle)
-	before, _ := b.locate(b.instance)
+	service, daemon := b.instance, b.instance+"-store"
+	if name == "directory" {
+		service, daemon = b.group, b.group+"-slapd"
+	}
+	before, _ := b.locate(service)
 	writers, err := b.newTwoWriters(b.backends, b.vip, b.mount)
 	if err != nil {
 		probe.stop()
@@ -592,7 +596,7 @@ func (b *bench) measure(name string, f fault) (res result) {
 	t0 := time.Now()
 	restore, wantFences, err := f(b)
 	injected := time.Now()
-	b.logf("   fault injected at %s (took %v), %s ran on %s", t0.Format("15:04:05.000"), injected.Sub(t0).Round(time.Millisecond), b.instance, before)
+	b.logf("   fault injected at %s (took %v), %s ran on %s", t0.Format("15:04:05.000"), injected.Sub(t0).Round(time.Millisecond), service, before)
 	if err != nil {
 		writers.end()
 		probe.stop()
@@ -659,7 +663,7 @@ func (b *bench) measure(name string, f fault) (res result) {
 		}
 	}
 	res.acked = len(acked)
-	res.phases, res.fencedFirst = b.timeline(t0, before)
+	res.phases, res.fencedFirst = b.timeline(t0, before, service, daemon)
 	if res.phases != "" {
 		b.logf("   timeline: %s", res.phases)
 	}
