@@ -3,8 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
-	"encoding/xml"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailfleet/mailfleet/cluster"
 )
 
 type bench struct {
@@ -332,64 +334,35 @@ func (b *bench) locate(resource string) (string, error) {
 	return "", last
 }
 
-type crmMon struct {
-	Nodes []struct {
-		Name    string `xml:"name,attr"`
-		Online  string `xml:"online,attr"`
-		Standby string `xml:"standby,attr"`
-	} `xml:"nodes>node"`
-	History []struct {
-		Target    string `xml:"target,attr"`
-		Action    string `xml:"action,attr"`
-		Status    string `xml:"status,attr"`
-		Completed string `xml:"completed,attr"`
-	} `xml:"fence_history>fence_event"`
+// ops is package cluster on the lab, through lab exec.
+func (b *bench) ops() *cluster.Ops {
+	return &cluster.Ops{Run: labRunner{b}, Site: cluster.Site{Members: b.backends, Services: []cluster.Service{
+		{Name: b.instance, Daemon: b.instance + "-store"}, {Name: b.group, Daemon: b.group + "-slapd"}}}}
 }
 
-// cluster asks an online cluster node for crm_mon's XML.
-func (b *bench) cluster(except ...string) (crmMon, error) {
-	var last error
-	for _, n := range b.backends {
-		if slices.Contains(except, n) {
-			continue
-		}
-		out, err := b.on(n, "crm_mon", "-1", "--output-as=xml", "--fence-history=2")
-		if err != nil {
-			last = err
-			continue
-		}
-		var m crmMon
-		if err := xml.Unmarshal([]byte(out), &m); err != nil {
-			last = err
-			continue
-		}
-		return m, nil
-	}
-	return crmMon{}, last
-}
-
-// waitAllOnline waits until every cluster node is online and every
-// resource runs (the instance and the directory located).
+// waitAllOnline waits until every cluster node is online and the instance
+// and the directory run.
 func (b *bench) waitAllOnline(within time.Duration) error {
 	deadline := time.Now().Add(within)
 	var why string
 	for time.Now().Before(deadline) {
-		m, err := b.cluster()
+		st, err := b.ops().Status(context.Background())
 		if err == nil {
 			var off []string
-			for _, n := range m.Nodes {
-				if n.Online != "true" {
-					off = append(off, n.Name)
+			for _, n := range st.Nodes {
+				if n.State != "online" {
+					off = append(off, n.Name+"="+n.State)
 				}
 			}
-			if len(off) == 0 && len(m.Nodes) == len(b.backends) {
-				if _, err := b.locate(b.instance); err == nil {
-					if _, err := b.locate(b.group); err == nil {
-						return nil
-					}
+			for _, sv := range st.Services {
+				if sv.State != "started" {
+					off = append(off, sv.Name+"="+sv.State)
 				}
 			}
-			why = fmt.Sprintf("offline: %v", off)
+			if len(off) == 0 {
+				return nil
+			}
+			why = strings.Join(off, " ")
 		} else {
 			why = err.Error()
 		}
@@ -398,12 +371,29 @@ func (b *bench) waitAllOnline(within time.Duration) error {
 	return fmt.Errorf("the cluster did not recover within %v: %s", within, why)
 }
 
-func (b *bench) fences() int {
-	m, err := b.cluster()
+// fencesSince counts the successful fencing operations completed after t,
+// from the cluster's fencing history (package cluster reads it as
+// mailfleet cluster status does).
+func (b *bench) fencesSince(t time.Time) int {
+	st, err := b.ops().Status(context.Background())
 	if err != nil {
 		return -1
 	}
-	return len(m.History)
+	n := 0
+	for _, f := range st.Fencing {
+		if f.Status == "success" && f.Completed.After(t.Add(-time.Second)) {
+			n++
+		}
+	}
+	return n
+}
+
+// labRunner runs a command on a lab node through mailfleet lab exec.
+type labRunner struct{ b *bench }
+
+func (r labRunner) Run(ctx context.Context, node string, argv ...string) ([]byte, error) {
+	out, err := r.b.on(node, argv...)
+	return []byte(out), err
 }
 
 // timeline reads Pacemaker's logs on every cluster node for what happened
@@ -551,7 +541,6 @@ func (b *bench) measure(name string, f fault) (res result) {
 		res.err = err
 		return
 	}
-	fencesBefore := b.fences()
 	prefix := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
 	probe, err := b.start("probe", "-addr", b.imap, "-user", b.account, "-passfile", b.pass)
 	if err != nil {
@@ -667,7 +656,7 @@ func (b *bench) measure(name string, f fault) (res result) {
 	if res.phases != "" {
 		b.logf("   timeline: %s", res.phases)
 	}
-	res.fence = b.fences() - fencesBefore
+	res.fence = b.fencesSince(t0)
 	if res.fence > wantFences {
 		res.spurious = res.fence - wantFences
 	}

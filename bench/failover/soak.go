@@ -48,7 +48,7 @@ func runSoak(args []string) {
 			fatal(err)
 		}
 	}
-	fencesBefore := b.fences()
+	soakStart := time.Now()
 	prefix := fmt.Sprintf("soak-%d", time.Now().UnixNano())
 	probe, err := b.start("probe", "-addr", b.imap, "-user", b.account, "-passfile", b.pass, "-every", "200ms")
 	if err != nil {
@@ -85,7 +85,7 @@ func runSoak(args []string) {
 			moved++
 		}
 	}
-	fenced := b.fences() - fencesBefore
+	fenced := b.fencesSince(soakStart)
 	acked := map[string]bool{}
 	for _, e := range sendEvents {
 		if e.kind == "ack" {
