@@ -48,39 +48,49 @@ type result struct {
 	err             error
 }
 
+// commonFlags registers the flags of run and soak; the function it returns,
+// called after parsing, completes b and sets the lab up.
+func (b *bench) commonFlags(fs *flag.FlagSet) func() {
+	fs.StringVar(&b.lab, "lab", "examples/lab", "the lab's topology")
+	fs.StringVar(&b.mf, "mailfleet", "bin/mailfleet", "the mailfleet binary")
+	fs.StringVar(&b.instance, "instance", "AXIGEN1", "the instance under test (made the test account's home)")
+	fs.StringVar(&b.group, "directory", "ldap", "the directory's resource group")
+	fs.StringVar(&b.account, "account", "failover@example.com", "the test account (made on -instance if missing)")
+	backends := fs.String("backends", "ldapnode,axigenode1,axigenode2,standby", "the cluster's nodes")
+	return func() {
+		b.backends = strings.Split(*backends, ",")
+		var err error
+		if b.mf, err = filepath.Abs(b.mf); err != nil {
+			fatal(err)
+		}
+		if b.self, err = os.Executable(); err != nil {
+			fatal(err)
+		}
+		if b.lab, err = filepath.Abs(b.lab); err != nil {
+			fatal(err)
+		}
+		if err := b.setup(); err != nil {
+			fatal(err)
+		}
+	}
+}
+
 func runBench(args []string) {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	b := &bench{log: os.Stderr}
 	n := fs.Int("n", 1, "runs of each case")
 	cases := fs.String("cases", "power,storekill,storehang,freeze,linkcut,directory,balancer,frontend", "cases to run, comma separated")
-	fs.StringVar(&b.lab, "lab", "examples/lab", "the lab's topology")
-	fs.StringVar(&b.mf, "mailfleet", "bin/mailfleet", "the mailfleet binary")
-	fs.StringVar(&b.instance, "instance", "AXIGEN1", "the instance whose node fails")
-	fs.StringVar(&b.group, "directory", "ldap", "the directory's resource group")
-	backends := fs.String("backends", "ldapnode,axigenode1,axigenode2,standby", "the cluster's nodes")
+	start := b.commonFlags(fs)
 	balancers := fs.String("balancers", "lb1,lb2", "the balancer pair")
 	frontends := fs.String("frontends", "proxy1,proxy2", "the front-end nodes")
-	fs.StringVar(&b.account, "account", "failover@example.com", "the test account (made on -instance if missing)")
 	fs.DurationVar(&b.settle, "settle", 5*time.Second, "quiet time before each run")
 	fs.BoolVar(&b.send, "sender", true, "run the SMTP sender during each run (the no-loss check); without it only the IMAP prober loads the lab")
 	fs.IntVar(&b.busy, "busy", 0, "busy loops to run beside the lab during each run (a loaded machine)")
 	fs.StringVar(&b.vip, "vip", "10.0.0.201", "the instance's VIP (the two-writer check)")
 	fs.StringVar(&b.mount, "mount", "/var/opt/AXIGEN1/domains", "the instance's storage mount point (the two-writer check)")
 	fs.Parse(args)
-	b.backends, b.balancers, b.frontends = strings.Split(*backends, ","), strings.Split(*balancers, ","), strings.Split(*frontends, ",")
-	var err error
-	if b.mf, err = filepath.Abs(b.mf); err != nil {
-		fatal(err)
-	}
-	if b.self, err = os.Executable(); err != nil {
-		fatal(err)
-	}
-	if b.lab, err = filepath.Abs(b.lab); err != nil {
-		fatal(err)
-	}
-	if err := b.setup(); err != nil {
-		fatal(err)
-	}
+	b.balancers, b.frontends = strings.Split(*balancers, ","), strings.Split(*frontends, ",")
+	start()
 	type row struct {
 		name string
 		rs   []result

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -19,29 +18,12 @@ import (
 func runSoak(args []string) {
 	fs := flag.NewFlagSet("soak", flag.ExitOnError)
 	b := &bench{log: os.Stderr, send: true}
-	fs.StringVar(&b.lab, "lab", "examples/lab", "the lab's topology")
-	fs.StringVar(&b.mf, "mailfleet", "bin/mailfleet", "the mailfleet binary")
-	fs.StringVar(&b.instance, "instance", "AXIGEN1", "the instance the load goes to")
-	fs.StringVar(&b.group, "directory", "ldap", "the directory's resource group")
-	backends := fs.String("backends", "ldapnode,axigenode1,axigenode2,standby", "the cluster's nodes")
-	fs.StringVar(&b.account, "account", "failover@example.com", "the test account")
+	ready := b.commonFlags(fs)
 	duration := fs.Duration("duration", 10*time.Minute, "how long to soak")
 	load := fs.String("load", "go test -count=1 ./...", "the command run again and again beside the lab")
 	fs.Parse(args)
-	b.backends = strings.Split(*backends, ",")
+	ready()
 	var err error
-	if b.mf, err = filepath.Abs(b.mf); err != nil {
-		fatal(err)
-	}
-	if b.self, err = os.Executable(); err != nil {
-		fatal(err)
-	}
-	if b.lab, err = filepath.Abs(b.lab); err != nil {
-		fatal(err)
-	}
-	if err := b.setup(); err != nil {
-		fatal(err)
-	}
 	where := map[string]string{}
 	for _, r := range []string{"AXIGEN1", "AXIGEN2", b.group} {
 		if where[r], err = b.locate(r); err != nil {
