@@ -45,7 +45,7 @@ var (
 	reLost        = regexp.MustCompile(`pacemaker-controld.*Node (\S+) state is now lost`)
 	reFenceAsked  = regexp.MustCompile(`Requesting fencing \(\w+\) of node (\S+)`)
 	reFenced      = regexp.MustCompile(`Operation '\w+' targeting (\S+) by .*: OK`)
-	reInitiate    = regexp.MustCompile(`Initiating (start|stop) operation (\S+)_(start|stop)_0 on (\S+)`)
+	reInitiate    = regexp.MustCompile(`Initiating (start|stop) operation (\S+)_(start|stop)_0 (?:locally )?on (\S+)`)
 	reResult      = regexp.MustCompile(`Result of (start|stop) operation for (\S+) on (\S+): ok`)
 	logPattern    = `state is now lost|Requesting fencing|targeting .*: OK|Initiating (start|stop) operation|Result of (start|stop) operation`
 	logTimeLayout = "Jan 02 15:04:05.000"
