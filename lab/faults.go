@@ -52,13 +52,7 @@ func (l *Lab) signalNode(node string, sig syscall.Signal) error {
 		return fmt.Errorf("lab: no node or router %q", node)
 	}
 	return l.withNodeLock(node, func() error {
-		nets, mnts := map[uint64]bool{}, map[uint64]bool{}
-		if ino, ok := nsInode(l.nsPath(h)); ok {
-			nets[ino] = true
-		}
-		if ino, ok := nsInode(l.mntFile(node)); ok && isMountPoint(l.mntFile(node)) {
-			mnts[ino] = true
-		}
+		nets, mnts := l.nodeNamespaces(h)
 		// Repeat until no new process appears: one may fork while the
 		// others are being stopped.
 		done := map[int]bool{}

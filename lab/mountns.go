@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -28,7 +27,8 @@ var nsKinds = []string{"mnt", "uts", "ipc"}
 // come from per-CPU batches: a namespace made on one CPU can get a smaller
 // id than an older one made on another. From the machine's own namespace
 // (the smallest id) that never matters; from a container or CI runner it
-// made `unshare --mount=FILE` fail with EINVAL about one time in six. So
+// made `unshare --mount=FILE` fail with EINVAL (in a fresh-ci container
+// on every lab test, elsewhere about one time in six). So
 // the child that makes the namespaces (cloned into them, where it makes
 // every mount private before anything else, then the node's file system)
 // says "ready" and waits; this process binds its namespaces on the files

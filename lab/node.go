@@ -362,16 +362,7 @@ func (l *Lab) PowerOff(node string) error {
 
 func (l *Lab) powerOff(h *Host) error {
 	node := h.Name
-	nets, mnts := map[uint64]bool{}, map[uint64]bool{}
-	if ino, ok := nsInode(l.nsPath(h)); ok {
-		nets[ino] = true
-	}
-	mnt := l.mntFile(h.Name)
-	if isMountPoint(mnt) {
-		if ino, ok := nsInode(mnt); ok {
-			mnts[ino] = true
-		}
-	}
+	nets, mnts := l.nodeNamespaces(h)
 	if err := killAll(nets, mnts); err != nil {
 		return err
 	}
@@ -388,6 +379,22 @@ func (l *Lab) powerOff(h *Host) error {
 	}
 	l.logf("%s: off", node)
 	return nil
+}
+
+// nodeNamespaces are the inodes of h's network namespace and, while it
+// has one, its mount namespace: every process in either is the node's.
+func (l *Lab) nodeNamespaces(h *Host) (nets, mnts map[uint64]bool) {
+	nets, mnts = map[uint64]bool{}, map[uint64]bool{}
+	if ino, ok := nsInode(l.nsPath(h)); ok {
+		nets[ino] = true
+	}
+	mnt := l.mntFile(h.Name)
+	if isMountPoint(mnt) {
+		if ino, ok := nsInode(mnt); ok {
+			mnts[ino] = true
+		}
+	}
+	return nets, mnts
 }
 
 // PowerOn boots node again: addresses, routes, mount namespace, init. A

@@ -30,38 +30,15 @@ var clusterCommands = []command{
 	{"fence", "[-yes] PATH NODE", "Reboot a node through its fence device (asks first).", runClusterFence},
 }
 
-func clusterUsage(e *env) {
-	fmt.Fprint(e.stderr, `Usage: mailfleet cluster COMMAND [flags] PATH [args]
+func runCluster(e *env, args []string) int {
+	return subcommands{group: "cluster", cmds: clusterCommands, intro: `Usage: mailfleet cluster COMMAND [flags] PATH [args]
 
 Operations on the site's Pacemaker cluster in the topology's names, over SSH
 to the backend nodes (jump hosts as configured; -known-hosts, -accept-new and
 -identity as for plan). Exit status 0 on success, 1 on error.
 
 Commands:
-`)
-	for _, c := range clusterCommands {
-		fmt.Fprintf(e.stderr, "  %-9s %-24s %s\n", c.name, c.args, c.help)
-	}
-}
-
-func runCluster(e *env, args []string) int {
-	if len(args) == 0 {
-		clusterUsage(e)
-		return 1
-	}
-	name := strings.TrimLeft(args[0], "-")
-	if name == "help" || name == "h" {
-		clusterUsage(e)
-		return 0
-	}
-	for _, c := range clusterCommands {
-		if c.name == name {
-			return c.run(e, args[1:])
-		}
-	}
-	fmt.Fprintf(e.stderr, "mailfleet cluster: unknown command %q\n", args[0])
-	clusterUsage(e)
-	return 1
+`}.run(e, args)
 }
 
 // clusterCmd is what every cluster command parses: the SSH flags, the

@@ -51,41 +51,15 @@ var labHidden = map[string]func(e *env, args []string) int{
 	"mountns":   runLabMountNS,
 }
 
-func labUsage(e *env) {
-	fmt.Fprint(e.stderr, `Usage: mailfleet lab COMMAND [flags] PATH [args]
+func runLab(e *env, args []string) int {
+	return subcommands{group: "lab", cmds: labCommands, hidden: labHidden, intro: `Usage: mailfleet lab COMMAND [flags] PATH [args]
 
 The lab builds a topology's hosts on this Linux machine (root; network and
 mount namespaces, one sshd per node) so that mailfleet plan and apply deploy
 to them exactly as to real hosts. Its state is /var/lib/mailfleet/lab/<site>.
 
 Commands:
-`)
-	for _, c := range labCommands {
-		fmt.Fprintf(e.stderr, "  %-7s %-26s %s\n", c.name, c.args, c.help)
-	}
-}
-
-func runLab(e *env, args []string) int {
-	if len(args) == 0 {
-		labUsage(e)
-		return 1
-	}
-	name := strings.TrimLeft(args[0], "-")
-	if name == "help" || name == "h" {
-		labUsage(e)
-		return 0
-	}
-	for _, c := range labCommands {
-		if c.name == name {
-			return c.run(e, args[1:])
-		}
-	}
-	if f, ok := labHidden[name]; ok {
-		return f(e, args[1:])
-	}
-	fmt.Fprintf(e.stderr, "mailfleet lab: unknown command %q\n\n", args[0])
-	labUsage(e)
-	return 1
+`}.run(e, args)
 }
 
 // labTopology loads PATH; secrets are required only when asked (up needs the
@@ -222,64 +196,59 @@ func runLabPower(e *env, args []string) int {
 	return 0
 }
 
-func runLabLink(e *env, args []string) int {
-	fs := newFlags(e, "lab link", "down|up PATH NODE [NETWORK]")
+// labNodeCommand parses the positional arguments of a lab command that
+// acts on one node (at most nargs, at least min), opens the lab and runs f;
+// f's error is the command's.
+func labNodeCommand(e *env, name, usage string, min, nargs int, args []string, f func(l *lab.Lab, pos []string) error) int {
+	fs := newFlags(e, "lab "+name, usage)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return 1
 	}
-	if (len(pos) != 3 && len(pos) != 4) || (pos[0] != "down" && pos[0] != "up") {
+	if len(pos) < min || len(pos) > nargs {
 		fs.Usage()
 		return 1
 	}
-	l := openLab(e, "link", pos[1])
+	l := openLab(e, name, pos[0])
 	if l == nil {
 		return 1
 	}
 	l.SetLog(e.stderr)
-	network := ""
-	if len(pos) == 4 {
-		network = pos[3]
-	}
-	if pos[0] == "down" {
-		err = l.LinkDown(pos[2], network)
-	} else {
-		err = l.LinkUp(pos[2], network)
-	}
-	if err != nil {
-		fmt.Fprintln(e.stderr, "mailfleet lab link:", err)
+	if err := f(l, pos); err != nil {
+		fmt.Fprintf(e.stderr, "mailfleet lab %s: %v\n", name, err)
 		return 1
 	}
 	return 0
 }
 
+func runLabLink(e *env, args []string) int {
+	// down|up PATH NODE [NETWORK]: the verb first, so PATH is pos[1].
+	if len(args) == 0 || (args[0] != "down" && args[0] != "up") {
+		fmt.Fprintln(e.stderr, "Usage: mailfleet lab link down|up PATH NODE [NETWORK]")
+		return 1
+	}
+	verb := args[0]
+	return labNodeCommand(e, "link", "down|up PATH NODE [NETWORK]", 2, 3, args[1:], func(l *lab.Lab, pos []string) error {
+		network := ""
+		if len(pos) == 3 {
+			network = pos[2]
+		}
+		if verb == "down" {
+			return l.LinkDown(pos[1], network)
+		}
+		return l.LinkUp(pos[1], network)
+	})
+}
+
 func runLabFreeze(freeze bool) func(e *env, args []string) int {
 	name := map[bool]string{true: "freeze", false: "thaw"}[freeze]
 	return func(e *env, args []string) int {
-		fs := newFlags(e, "lab "+name, "PATH NODE")
-		pos, err := parse(fs, args)
-		if err != nil {
-			return 1
-		}
-		if len(pos) != 2 {
-			fs.Usage()
-			return 1
-		}
-		l := openLab(e, name, pos[0])
-		if l == nil {
-			return 1
-		}
-		l.SetLog(e.stderr)
-		if freeze {
-			err = l.Freeze(pos[1])
-		} else {
-			err = l.Thaw(pos[1])
-		}
-		if err != nil {
-			fmt.Fprintf(e.stderr, "mailfleet lab %s: %v\n", name, err)
-			return 1
-		}
-		return 0
+		return labNodeCommand(e, name, "PATH NODE", 2, 2, args, func(l *lab.Lab, pos []string) error {
+			if freeze {
+				return l.Freeze(pos[1])
+			}
+			return l.Thaw(pos[1])
+		})
 	}
 }
 

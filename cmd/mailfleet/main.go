@@ -168,3 +168,48 @@ func onePath(e *env, fs *flag.FlagSet, pos []string) (string, bool) {
 	}
 	return pos[0], true
 }
+
+// subcommands is a group of commands (mailfleet lab, mailfleet cluster):
+// the listed ones, those it runs but does not list, and its usage text.
+type subcommands struct {
+	group, intro string
+	cmds         []command
+	hidden       map[string]func(e *env, args []string) int
+}
+
+// usage prints the group's intro and its listed commands, aligned.
+func (s subcommands) usage(w io.Writer) {
+	fmt.Fprint(w, s.intro)
+	nw, aw := 0, 0
+	for _, c := range s.cmds {
+		nw, aw = max(nw, len(c.name)), max(aw, len(c.args))
+	}
+	for _, c := range s.cmds {
+		fmt.Fprintf(w, "  %-*s %-*s %s\n", nw, c.name, aw, c.args, c.help)
+	}
+}
+
+// run runs the command args[0] names with the rest of args; help, no
+// command or an unknown one print the usage (exit 0, 1, 1).
+func (s subcommands) run(e *env, args []string) int {
+	if len(args) == 0 {
+		s.usage(e.stderr)
+		return 1
+	}
+	name := strings.TrimLeft(args[0], "-")
+	if name == "help" || name == "h" {
+		s.usage(e.stderr)
+		return 0
+	}
+	for _, c := range s.cmds {
+		if c.name == name {
+			return c.run(e, args[1:])
+		}
+	}
+	if f, ok := s.hidden[name]; ok {
+		return f(e, args[1:])
+	}
+	fmt.Fprintf(e.stderr, "mailfleet %s: unknown command %q\n\n", s.group, args[0])
+	s.usage(e.stderr)
+	return 1
+}
