@@ -84,6 +84,16 @@ func TestHistory(t *testing.T) {
 	if len(eps) != 2 || eps[0].Kind != "failover" || eps[0].From != "axigenode1" || eps[0].Steps[0].What != "lost" {
 		t.Errorf("without the start line: %+v", eps)
 	}
+	// Members learn of a fencing one after another; the event is the
+	// earliest line, whatever order the members' logs were read in.
+	ev := parseLog([]string{
+		"Dec 07 23:32:57.612 standby pacemaker-fenced [1] (finalize_op) notice: Operation 'reboot' targeting axigenode1 by axigenode2 for c@ldapnode: OK (complete)",
+		"Dec 07 23:32:57.588 ldapnode pacemaker-fenced [1] (finalize_op) notice: Operation 'reboot' targeting axigenode1 by axigenode2 for c@ldapnode: OK (complete)",
+		"Dec 07 23:32:58.001 axigenode2 pacemaker-fenced [1] (finalize_op) notice: Operation 'reboot' targeting axigenode1 by axigenode2 for c@ldapnode: OK (complete)",
+	}, now)
+	if len(ev) != 1 || ev[0].what != "fenced" || ev[0].at.Format("15:04:05.000") != "23:32:57.588" {
+		t.Errorf("one fencing, at its earliest line: %+v", ev)
+	}
 	// A year-less line from late December read in early January is last year's.
 	e := parseLog([]string{"Dec 31 23:59:59.000 x pacemaker-controld [1] (x) notice: Node n1 state is now lost"}, time.Date(2027, 1, 1, 0, 0, 5, 0, time.Local))
 	if len(e) != 1 || e[0].at.Year() != 2026 {

@@ -74,7 +74,6 @@ func (o *Ops) History(ctx context.Context, now time.Time) ([]Episode, error) {
 // the same loss), sorted by time.
 func parseLog(lines []string, now time.Time) []logEvent {
 	var evs []logEvent
-	seen := map[string]bool{}
 	for _, l := range lines {
 		if len(l) < len(logTimeLayout) {
 			continue
@@ -104,18 +103,25 @@ func parseLog(lines []string, now time.Time) []logEvent {
 		default:
 			continue
 		}
-		// The same event logged by several members (a loss) within a
-		// second is one.
-		key := e.what + "|" + e.subject + "|" + e.rsc + "|" + e.node + "|" + at.Truncate(time.Second).String()
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
 		e.at, e.line = at, l
 		evs = append(evs, e)
 	}
 	slices.SortStableFunc(evs, func(a, b logEvent) int { return a.at.Compare(b.at) })
-	return evs
+	// The same event logged by several members (a loss, a fencing's
+	// result) within a second is one, at its earliest: the members learn
+	// of a fencing one after another, and the DC starts the resources as
+	// soon as it does.
+	last := map[string]time.Time{}
+	out := evs[:0]
+	for _, e := range evs {
+		key := e.what + "|" + e.subject + "|" + e.rsc + "|" + e.node
+		if t, ok := last[key]; ok && e.at.Sub(t) < time.Second {
+			continue
+		}
+		last[key] = e.at
+		out = append(out, e)
+	}
+	return out
 }
 
 // episodes follows each service through the events: where its daemon runs,

@@ -21,6 +21,7 @@ func (l *Lab) setLinks(node, network, state string) error {
 		return fmt.Errorf("lab: no node or router %q", node)
 	}
 	n := 0
+	at := time.Now()
 	for _, ifc := range h.Ifaces {
 		if network != "" && ifc.Network != network {
 			continue
@@ -33,7 +34,7 @@ func (l *Lab) setLinks(node, network, state string) error {
 	if n == 0 {
 		return fmt.Errorf("lab: %s has no link on network %q", node, network)
 	}
-	l.logf("%s: %d link(s) %s", node, n, state)
+	l.logf("%s: %d link(s) %s at %s", node, n, state, at.Format(time.RFC3339Nano))
 	return nil
 }
 
@@ -56,6 +57,7 @@ func (l *Lab) signalNode(node string, sig syscall.Signal) error {
 		// Repeat until no new process appears: one may fork while the
 		// others are being stopped.
 		done := map[int]bool{}
+		at := time.Now()
 		for round := 0; round < 50; round++ {
 			fresh := 0
 			for _, pid := range pidsIn(nets, mnts) {
@@ -72,7 +74,7 @@ func (l *Lab) signalNode(node string, sig syscall.Signal) error {
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
-		l.logf("%s: %s (%d processes)", node, map[syscall.Signal]string{syscall.SIGSTOP: "frozen", syscall.SIGCONT: "thawed"}[sig], len(done))
+		l.logf("%s: %s (%d processes) at %s", node, map[syscall.Signal]string{syscall.SIGSTOP: "frozen", syscall.SIGCONT: "thawed"}[sig], len(done), at.Format(time.RFC3339Nano))
 		return nil
 	})
 }

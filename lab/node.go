@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
@@ -362,6 +363,18 @@ func (l *Lab) PowerOff(node string) error {
 
 func (l *Lab) powerOff(h *Host) error {
 	node := h.Name
+	// The links go down first, in one moment, as with a real power cut:
+	// finding and killing every process takes a while, and the node must
+	// fall silent at once, not when its last process is gone.
+	cut := time.Now()
+	for _, ifc := range h.Ifaces {
+		if linkExists(h.NS, ifc.Name) {
+			if err := run("ip", "-n", h.NS, "link", "set", ifc.Name, "down"); err != nil {
+				return err
+			}
+		}
+	}
+	l.logf("%s: power cut at %s", node, cut.Format(time.RFC3339Nano))
 	nets, mnts := l.nodeNamespaces(h)
 	if err := killAll(nets, mnts); err != nil {
 		return err

@@ -599,6 +599,7 @@ func (e *Engine) writeHost(ctx context.Context, a *applying) error {
 	if err := e.writePending(a); err != nil {
 		return err
 	}
+	writeOrder(writes)
 	for i, c := range writes {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%s: %w", node, err)
@@ -638,6 +639,14 @@ func (e *Engine) writeHost(ctx context.Context, a *applying) error {
 		e.progress(node, "waiting for the other hosts")
 	}
 	return nil
+}
+
+// writeOrder puts the binaries (the files with a precomputed Sum) first,
+// the rest in their order: the other files may run a binary the moment they
+// land (a cluster's resource agent that execs mailfleetd runs every second),
+// so a new binary must be in place before what calls it.
+func writeOrder(writes []FileChange) {
+	sort.SliceStable(writes, func(i, j int) bool { return writes[i].File.Sum != "" && writes[j].File.Sum == "" })
 }
 
 // stampLarge records the size and time of every large file in m, as they

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/runtime/ocf"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/spectest"
-	"github.com/mailfleet/mailfleet/templates"
 )
 
 // What apply needs besides file contents: the actions of every file, the
@@ -96,33 +97,43 @@ func TestCorosyncThenPacemaker(t *testing.T) {
 	}
 }
 
-// The store's OCF agent is templates/mailfleet-store, byte for byte, on
-// every node that may run an instance, and nowhere else.
-func TestStoreAgentFile(t *testing.T) {
-	out := renderReference(t, spectest.Reference())
-	want := map[string]bool{"axigenode1": true, "axigenode2": true, "standby": true}
-	for _, h := range out.Hosts {
-		var agent *File
-		for _, f := range h.Files {
-			if f.Path == storeAgentPath {
-				agent = f
-			}
-		}
-		if (agent != nil) != want[h.Node] {
-			t.Errorf("%s: store agent %v, want %v", h.Node, agent != nil, want[h.Node])
-			continue
-		}
-		if agent == nil {
-			continue
-		}
-		if !bytes.Equal(agent.Content, templates.StoreAgent) || agent.Mode != 0o755 || agent.Owner != "root" ||
-			agent.Group != "root" || agent.Sensitive || len(agent.Actions) > 0 {
-			t.Errorf("%s: store agent %o %s:%s sensitive=%v actions=%s, same bytes %v", h.Node, agent.Mode, agent.Owner,
-				agent.Group, agent.Sensitive, actionSummary(agent), bytes.Equal(agent.Content, templates.StoreAgent))
+// mailfleet's OCF agents are shims to mailfleetd (runtime/ocf): mount and
+// vip on every node that may run an instance or the directory, store on the
+// instances' nodes, with the mailfleetd binary, and nowhere else.
+func TestOCFAgentFiles(t *testing.T) {
+	top := spectest.Reference()
+	out := renderReference(t, top)
+	want := map[string]map[string]bool{}
+	for _, i := range top.Instances {
+		for _, n := range i.Nodes {
+			want[n.Name] = map[string]bool{"mount": true, "vip": true, "store": true}
 		}
 	}
-	if !bytes.HasPrefix(templates.StoreAgent, []byte("#!/bin/sh\n")) {
-		t.Error("the store agent is not a shell script")
+	for _, n := range top.Directory.Nodes {
+		if want[n.Name] == nil {
+			want[n.Name] = map[string]bool{"mount": true, "vip": true}
+		}
+	}
+	for _, h := range out.Hosts {
+		got := map[string]bool{}
+		for _, f := range h.Files {
+			name, ok := strings.CutPrefix(f.Path, ocf.Dir+"/")
+			if !ok {
+				continue
+			}
+			got[name] = true
+			if !bytes.Equal(f.Content, ocf.Shim(name, daemonBinary)) || f.Mode != 0o755 || f.Owner != "root" ||
+				f.Group != "root" || f.Sensitive || len(f.Actions) > 0 {
+				t.Errorf("%s: %s %o %s:%s sensitive=%v actions=%s", h.Node, f.Path, f.Mode, f.Owner, f.Group, f.Sensitive, actionSummary(f))
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want[h.Node]) && len(got)+len(want[h.Node]) > 0 {
+			t.Errorf("%s: agents %v, want %v", h.Node, got, want[h.Node])
+		}
+		hasBinary := slices.ContainsFunc(h.Binaries, func(b Binary) bool { return b.Path == daemonBinary })
+		if len(got) > 0 && !hasBinary {
+			t.Errorf("%s: agents without %s", h.Node, daemonBinary)
+		}
 	}
 }
 
@@ -210,7 +221,7 @@ func TestPartitionOptions(t *testing.T) {
 }
 
 // Every host that runs mailfleetd gets the binary, with the restarts of its
-// daemons there.
+// daemons there; the directory's nodes run it as their resource agents only.
 func TestBinaries(t *testing.T) {
 	out := renderReference(t, spectest.Reference())
 	want := map[string]string{
@@ -222,6 +233,7 @@ func TestBinaries(t *testing.T) {
 		"axigenode1":    "restart store AXIGEN1@50",
 		"axigenode2":    "restart store AXIGEN2@50",
 		"standby":       "restart store AXIGEN1@50, restart store AXIGEN2@50",
+		"ldapnode":      "",
 	}
 	for _, h := range out.Hosts {
 		w, ok := want[h.Node]

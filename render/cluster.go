@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mailfleet/mailfleet/runtime/ocf"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/templates"
 )
@@ -36,7 +37,7 @@ const (
 	cibStickiness = 100
 	// storeAgentPath is the store's OCF agent (ocf:mailfleet:store); the
 	// legacy cluster.conf runs it as the instances' shared script resource.
-	storeAgentPath = "/usr/lib/ocf/resource.d/mailfleet/store"
+	storeAgentPath = ocf.Dir + "/store"
 )
 
 // Corosync totem timings: a node is declared lost token + consensus after
@@ -456,12 +457,17 @@ func cibNewPrimitive(id, class, provider, typ string, params []string, ops []cib
 	return p
 }
 
-func cibFilesystem(id string, p *spec.Partition, mountpoint string) cibPrimitive {
+// cibMount is a partition: mailfleet's mount agent (runtime/ocf), which
+// takes the parameters of ocf:heartbeat:Filesystem that a site uses. The
+// partitions' and the VIP's starts are most of a failover: the shell agents
+// of resource-agents took 2–2.5 s for them on a busy node, these a few
+// milliseconds.
+func cibMount(id string, p *spec.Partition, mountpoint string) cibPrimitive {
 	params := []string{"device", p.Device, "directory", mountpoint, "fstype", partitionFSType(p)}
 	if p.Options != "" {
 		params = append(params, "options", p.Options)
 	}
-	return cibNewPrimitive(id, "ocf", "heartbeat", "Filesystem", params, cibFSOps)
+	return cibNewPrimitive(id, "ocf", "mailfleet", "mount", params, cibFSOps)
 }
 
 // storeAgentParams are the parameters of instance i's ocf:mailfleet:store
@@ -491,14 +497,15 @@ func storeAgentParams(t *spec.Topology, i *spec.Instance) []string {
 	return params
 }
 
-// cibIPaddr2 is a VIP; IPaddr2 sends the gratuitous ARP that makes the
+// cibVIP is a VIP: mailfleet's vip agent (runtime/ocf, the parameters of
+// ocf:heartbeat:IPaddr2), which sends the gratuitous ARP that makes the
 // network find it on its new node at once.
-func cibIPaddr2(id string, vip netip.Addr, network *spec.Network) cibPrimitive {
+func cibVIP(id string, vip netip.Addr, network *spec.Network) cibPrimitive {
 	params := []string{"ip", vip.String()}
 	if network != nil {
 		params = append(params, "cidr_netmask", strconv.Itoa(network.CIDR.Bits()))
 	}
-	return cibNewPrimitive(id, "ocf", "heartbeat", "IPaddr2", params, cibIPOps)
+	return cibNewPrimitive(id, "ocf", "mailfleet", "vip", params, cibIPOps)
 }
 
 // slapdResourceID names the slapd primitive of the directory's group.
@@ -583,13 +590,13 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 	for _, i := range t.Instances {
 		var needs []cibPrimitive
 		for _, c := range instancePartitions(i) {
-			needs = append(needs, cibFilesystem(i.Name+"-"+c.role, c.p, c.p.Mountpoint))
+			needs = append(needs, cibMount(i.Name+"-"+c.role, c.p, c.p.Mountpoint))
 		}
 		network := i.Network
 		if network == nil {
 			network = clusterVIPNetwork(t, i.VIP)
 		}
-		needs = append(needs, cibIPaddr2(i.Name+"-ip", i.VIP, network))
+		needs = append(needs, cibVIP(i.Name+"-ip", i.VIP, network))
 		service(i.Name, i.Nodes,
 			cibNewPrimitive(storeResourceID(i), "ocf", "mailfleet", "store", storeAgentParams(t, i), cibStoreOps), needs)
 	}
@@ -597,9 +604,9 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 	if d := t.Directory; d != nil {
 		var needs []cibPrimitive
 		if d.Data != nil {
-			needs = append(needs, cibFilesystem(d.Name+"-data", d.Data, ldapDataDir(d)))
+			needs = append(needs, cibMount(d.Name+"-data", d.Data, ldapDataDir(d)))
 		}
-		needs = append(needs, cibIPaddr2(d.Name+"-ip", d.VIP, clusterVIPNetwork(t, d.VIP)))
+		needs = append(needs, cibVIP(d.Name+"-ip", d.VIP, clusterVIPNetwork(t, d.VIP)))
 		service(d.Name, d.Nodes, cibNewPrimitive(slapdResourceID(d), "ocf", "heartbeat", "slapd", []string{
 			"config", slapdConfPath,
 			"user", "openldap",
@@ -610,7 +617,7 @@ func buildCIB(t *spec.Topology, members []*spec.Node) (*cibDoc, error) {
 			// 32 until the base entry exists: on an empty database
 			// slapd would never count as started, and "load ldap base"
 			// could never add that entry. So the suffix is not
-			// searched: the monitor checks the process (and IPaddr2
+			// searched: the monitor checks the process (and the vip agent
 			// the VIP).
 			"ignore_suffix", d.Base,
 		}, cibSlapdOps), needs)
@@ -1040,4 +1047,17 @@ func buildRHCS(t *spec.Topology, members []*spec.Node) *rhcsCluster {
 func runsHere(rsc string) string {
 	return `{ loc=$(crm_resource --quiet --locate --resource ` + rsc + ` 2>/dev/null); ` +
 		`[ -n "$loc" ] && [ "$loc" = "$(crm_node --name 2>/dev/null)" ]; }`
+}
+
+// addOCFAgents installs mailfleet's resource agents names (runtime/ocf) on
+// node: a shim each in ocf.Dir, and the mailfleetd binary that implements
+// them. acts are the binary's actions (a store node restarts its store).
+func addOCFAgents(b *builder, node string, acts []*Action, names ...string) error {
+	for _, name := range names {
+		if err := addDaemonFileOnce(b, node, &File{Path: ocf.Dir + "/" + name, Mode: 0o755, Owner: "root", Group: "root",
+			Content: ocf.Shim(name, daemonBinary)}); err != nil {
+			return err
+		}
+	}
+	return b.addBinary(node, daemonBinary, daemonBinaryName, 0o755, acts...)
 }

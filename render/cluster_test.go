@@ -410,9 +410,9 @@ func TestCIBReference(t *testing.T) {
 		t.Errorf("groups:\n%s\nwant:\n%s", strings.Join(groups, "\n"), strings.Join(want, "\n"))
 	}
 	for g, want := range map[string]string{
-		"AXIGEN1": "AXIGEN1-storage=Filesystem AXIGEN1-queue=Filesystem AXIGEN1-run=Filesystem AXIGEN1-ip=IPaddr2",
-		"AXIGEN2": "AXIGEN2-storage=Filesystem AXIGEN2-queue=Filesystem AXIGEN2-run=Filesystem AXIGEN2-ip=IPaddr2",
-		"ldap":    "ldap-data=Filesystem ldap-ip=IPaddr2",
+		"AXIGEN1": "AXIGEN1-storage=mount AXIGEN1-queue=mount AXIGEN1-run=mount AXIGEN1-ip=vip",
+		"AXIGEN2": "AXIGEN2-storage=mount AXIGEN2-queue=mount AXIGEN2-run=mount AXIGEN2-ip=vip",
+		"ldap":    "ldap-data=mount ldap-ip=vip",
 	} {
 		if got := cib.needs(g); got != want {
 			t.Errorf("%s needs %q, want %q", g, got, want)

@@ -357,13 +357,12 @@ func TestDaemonSecrets(t *testing.T) {
 }
 
 // TestDaemonsGolden compares every file of the daemons' renderers with its
-// golden copy, except the secret files, whose content the tests above state,
-// and the store's OCF agent, which is templates/mailfleet-store as it is.
+// golden copy, except the secret files, whose content the tests above state.
 func TestDaemonsGolden(t *testing.T) {
 	out := renderDaemons(t, spectest.Reference())
 	for _, h := range out.Hosts {
 		for _, f := range h.Files {
-			if !strings.HasPrefix(f.Path, daemonSecretDir+"/") && f.Path != storeAgentPath {
+			if !strings.HasPrefix(f.Path, daemonSecretDir+"/") {
 				checkGolden(t, h.Node+f.Path, f.Content)
 			}
 		}

@@ -131,6 +131,9 @@ func renderLDAP(b *builder) error {
 		h.addRole("directory")
 		// ldap-utils: the slapd agent monitors with ldapsearch.
 		h.addPackages("slapd", "ldap-utils")
+		if err := addOCFAgents(b, n.Name, nil, "mount", "vip"); err != nil {
+			return err
+		}
 		if err := b.add(n.Name, &File{Path: slapdConfPath, Mode: 0o640, Owner: "root", Group: "openldap",
 			Content: conf, Sensitive: true, Actions: []*Action{restartSlapdAction(d)}}); err != nil {
 			return err

@@ -47,9 +47,6 @@ func TestExampleReferenceGolden(t *testing.T) {
 	for _, h := range out.Hosts {
 		for _, f := range h.Files {
 			n++
-			if f.Path == storeAgentPath {
-				continue // templates/mailfleet-store as it is (TestStoreAgentFile)
-			}
 			name := filepath.Join("examples-reference", h.Node+f.Path)
 			rendered[name] = true
 			checkGolden(t, name, f.Content)

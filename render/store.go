@@ -7,7 +7,6 @@ import (
 
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/spec"
-	"github.com/mailfleet/mailfleet/templates"
 )
 
 const storeLogDir = "/var/log/mailfleet"
@@ -71,11 +70,7 @@ func renderStore(b *builder) error {
 					return fmt.Errorf("instance %s: %w", inst.Name, err)
 				}
 			}
-			if err := addDaemonFileOnce(b, n.Name, &File{Path: storeAgentPath, Mode: 0o755, Owner: "root", Group: "root",
-				Content: templates.StoreAgent}); err != nil {
-				return err
-			}
-			if err := b.addBinary(n.Name, daemonBinary, daemonBinaryName, 0o755, restartStoreAction(inst)); err != nil {
+			if err := addOCFAgents(b, n.Name, []*Action{restartStoreAction(inst)}, "mount", "vip", "store"); err != nil {
 				return err
 			}
 			b.host(n.Name).addRole("backend")

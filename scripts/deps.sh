@@ -9,7 +9,7 @@ PKGS=(
   slapd ldap-utils
   keepalived
   pacemaker-cli-utils
-  pacemaker corosync resource-agents fence-agents psmisc kmod
+  pacemaker corosync resource-agents fence-agents psmisc kmod mount
   libxml2-utils
   iputils-arping
   ruby vagrant vagrant-libvirt

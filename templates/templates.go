@@ -15,14 +15,6 @@ import (
 //go:embed *.tmpl
 var files embed.FS
 
-// StoreAgent is the OCF resource agent of the mail store instances
-// (ocf:mailfleet:store), a shell script that render installs as it is at
-// /usr/lib/ocf/resource.d/mailfleet/store. It is no template: it is shipped
-// byte for byte (runtime/store's tests run Debian's ocf-tester on this file).
-//
-//go:embed mailfleet-store
-var StoreAgent []byte
-
 var (
 	once sync.Once
 	all  *template.Template

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,8 @@ import (
 
 type bench struct {
 	mf, self, lab  string
+	faultAt        time.Time // when the last fault took effect, as its command reported it
+	clientNice     int
 	instance       string   // the instance under test
 	group          string   // the directory's resource group
 	backends       []string // cluster nodes
@@ -52,6 +55,7 @@ type result struct {
 // called after parsing, completes b and sets the lab up.
 func (b *bench) commonFlags(fs *flag.FlagSet) func() {
 	fs.StringVar(&b.lab, "lab", "examples/lab", "the lab's topology")
+	fs.IntVar(&b.clientNice, "client-nice", 10, "niceness of the prober and the sender, which stand for the users' own machines (0: compete with the cluster)")
 	fs.StringVar(&b.mf, "mailfleet", "bin/mailfleet", "the mailfleet binary")
 	fs.StringVar(&b.instance, "instance", "AXIGEN1", "the instance under test (made the test account's home)")
 	fs.StringVar(&b.group, "directory", "ldap", "the directory's resource group")
@@ -166,11 +170,21 @@ func (b *bench) logf(format string, args ...any) {
 }
 
 // mfRun runs mailfleet with args and returns its standard output.
+// reFaultAt finds the moment a lab fault took effect in what the lab
+// says ("power cut at T", "1 link(s) down at T", "frozen (n processes) at
+// T") or a shell's date (the store's signal).
+var reFaultAt = regexp.MustCompile(`(?:at |^fault=)(\d{4}-\d\d-\d\dT[^\s)]+)`)
+
 func (b *bench) mfRun(args ...string) (string, error) {
 	cmd := exec.Command(b.mf, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
+	if m := reFaultAt.FindStringSubmatch(errb.String() + out.String()); m != nil {
+		if at, perr := time.Parse(time.RFC3339Nano, m[1]); perr == nil {
+			b.faultAt = at
+		}
+	}
 	if err != nil {
 		return out.String(), fmt.Errorf("mailfleet %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
@@ -237,7 +251,11 @@ type client struct {
 }
 
 func (b *bench) start(kind string, args ...string) (*client, error) {
-	argv := append([]string{"lab", "exec", b.lab, "workstation", "--", b.self, kind, "-ca", b.ca}, args...)
+	// The clients stand for the users' machines, which are not the
+	// cluster's: they run at b.clientNice so that their own CPU (a TLS
+	// handshake every 25 ms) does not count as the cluster's load; the
+	// cluster's side of every session does.
+	argv := append([]string{"lab", "exec", b.lab, "workstation", "--", "nice", "-n", strconv.Itoa(b.clientNice), b.self, kind, "-ca", b.ca}, args...)
 	c := &client{cmd: exec.Command(b.mf, argv...), done: make(chan struct{})}
 	var err error
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
@@ -466,7 +484,9 @@ func (b *bench) timeline(t0 time.Time, node, service, daemon string) (string, bo
 	}
 	fenced, fok := first["fenced"]
 	starts, sok := first["starts"]
-	return strings.Join(parts, ", "), fok && sok && fenced.Before(starts)
+	// The DC logs the fence's result and the starts it allows in one
+	// millisecond: a start at the fence's time is after it.
+	return strings.Join(parts, ", "), fok && sok && !starts.Before(fenced)
 }
 
 // fault injects one failure and returns what to undo afterwards, and the
@@ -528,7 +548,7 @@ func (b *bench) signalStore(sig string) (func() error, int, error) {
 		return nil, 0, err
 	}
 	pidfile := "/run/mailfleet-store-" + b.instance + "-store.pid"
-	_, err = b.on(node, "sh", "-c", "kill -"+sig+" $(cat "+pidfile+")")
+	_, err = b.on(node, "sh", "-c", "pid=$(cat "+pidfile+"); echo fault=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ); kill -"+sig+" $pid")
 	return func() error { return nil }, 0, err
 }
 
@@ -592,10 +612,19 @@ func (b *bench) measure(name string, f fault) (res result) {
 		return
 	}
 	writers.start()
-	t0 := time.Now()
+	// The outage counts from the moment the fault took effect, as the
+	// lab reports it (the links cut, the first process stopped, the
+	// signal sent), not from the start of the command that injects it.
+	start := time.Now()
+	b.faultAt = time.Time{}
 	restore, wantFences, err := f(b)
 	injected := time.Now()
-	b.logf("   fault injected at %s (took %v), %s ran on %s", t0.Format("15:04:05.000"), injected.Sub(t0).Round(time.Millisecond), service, before)
+	t0 := start
+	if b.faultAt.After(start) && !b.faultAt.After(injected) {
+		t0 = b.faultAt
+	}
+	b.logf("   fault at %s (%v after the command began, which took %v), %s ran on %s", t0.Format("15:04:05.000"),
+		t0.Sub(start).Round(time.Millisecond), injected.Sub(start).Round(time.Millisecond), service, before)
 	if err != nil {
 		writers.end()
 		probe.stop()

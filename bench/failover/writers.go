@@ -122,7 +122,8 @@ func (w *twoWriters) sample() {
 // has reports whether node ns has the VIP and the mount now. A node that
 // is off has neither.
 func (w *twoWriters) has(ns nodeNS) (vip, mnt bool) {
-	out, err := exec.Command("ip", "-n", ns.netns, "-o", "-4", "addr", "show").Output()
+	// Instrumentation, not the cluster's load: at a low priority.
+	out, err := exec.Command("nice", "-n", "10", "ip", "-n", ns.netns, "-o", "-4", "addr", "show").Output()
 	if err == nil && strings.Contains(string(out), " "+w.vip+"/") {
 		vip = true
 	}

@@ -26,6 +26,7 @@ Roles:
   frontend   the IMAP/POP3 proxies and the SMTP router of a front-end node
   store      one backend mail instance (SMTP/LMTP delivery, IMAP, POP3, admin API)
   dev        a whole small cluster on loopback for development (-data DIR)
+  ocf        the OCF resource agents Pacemaker runs (mount, vip, store): ocf AGENT ACTION
   version    print the version
 
 Run 'mailfleetd ROLE -h' for the flags of a role.

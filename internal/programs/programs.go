@@ -22,7 +22,7 @@ import (
 var Packages = map[string]string{
 	// lab and deploy
 	"ip": "iproute2", "unshare": "util-linux", "nsenter": "util-linux", "setsid": "util-linux",
-	"setpriv": "util-linux", "flock": "util-linux",
+	"setpriv": "util-linux", "flock": "util-linux", "mount": "mount",
 	"sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
 	"ssh-agent": "openssh-client", "ssh-add": "openssh-client",
 	"sh": "dash", "dpkg-query": "dpkg", "arping": "iputils-arping", "fuser": "psmisc", "modprobe": "kmod",
