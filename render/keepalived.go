@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,11 @@ type vrrpView struct {
 	Interface string
 	RouterID  int
 	Priority  int
-	Password  string
+	Version   int      // 3, or 2 with a password
+	Advert    string   // advert_int, seconds
+	Password  string   // VRRPv2 only
+	SrcIP     string   // unicast_src_ip; empty: multicast
+	Peer      string   // unicast_peer, the other balancer
 	VIPs      []string // ADDR/PREFIXLEN
 }
 
@@ -123,18 +128,24 @@ func keepalivedFor(b *builder, bl *spec.Balancer, i int) (*keepalivedView, error
 	if bl.VRRP.Interface == "" {
 		return nil, fmt.Errorf("vrrp interface is empty")
 	}
-	pw, err := vrrpPassword(b, bl)
-	if err != nil {
-		return nil, err
-	}
 	// Both start as BACKUP with nopreempt: the first node becomes master
 	// by its priority when both come up, but a balancer that returns after
 	// a failure does not take the VIPs back (a second interruption, with
 	// nothing gained); the admin may move them back at a quiet time.
 	vr := &vrrpView{Name: "VI_" + bl.Name, State: "BACKUP", Interface: bl.VRRP.Interface,
-		RouterID: bl.VRRP.RouterID, Priority: vrrpBackupPriority, Password: pw}
+		RouterID: bl.VRRP.RouterID, Priority: vrrpBackupPriority, Version: 3,
+		Advert: keepalivedTimer(bl.VRRP.AdvertInterval())}
 	if i == 0 {
 		vr.Priority = vrrpMasterPriority
+	}
+	if bl.VRRP.HasPassword() {
+		// The topology asks for VRRPv2's authentication (spec warns
+		// what it costs).
+		pw, err := vrrpPassword(b, bl)
+		if err != nil {
+			return nil, err
+		}
+		vr.Version, vr.Password = 2, pw
 	}
 	seen := map[string]bool{}
 	for _, s := range bl.Services {
@@ -145,6 +156,17 @@ func keepalivedFor(b *builder, bl *spec.Balancer, i int) (*keepalivedView, error
 		if !seen[vip] {
 			seen[vip] = true
 			vr.VIPs = append(vr.VIPs, vip)
+		}
+	}
+	// VRRPv3 has no authentication: the pair speaks unicast to each other
+	// and takes adverts from each other only (check_unicast_src), when
+	// both are on the VIPs' network.
+	if vr.Version == 3 && len(bl.Nodes) == 2 && len(bl.Services) > 0 {
+		if nw := networkOf(b.t, bl.Services[0].VIP); nw != nil {
+			me, peer := n.Address, bl.Nodes[1-i].Address
+			if nw.CIDR.Contains(me) && nw.CIDR.Contains(peer) {
+				vr.SrcIP, vr.Peer = me.String(), peer.String()
+			}
 		}
 	}
 	v.VRRP = vr
@@ -177,10 +199,9 @@ func keepalivedFor(b *builder, bl *spec.Balancer, i int) (*keepalivedView, error
 	return v, nil
 }
 
-// vrrpPassword is the topology's password, or one derived from the site
-// secret (the same on both nodes). keepalived reads # and ! as comments, $
-// as a parameter and quotes as quoting, so such a password cannot be written
-// faithfully.
+// vrrpPassword is the topology's password (VRRPv2). keepalived reads # and
+// ! as comments, $ as a parameter and quotes as quoting, so such a password
+// cannot be written faithfully.
 func vrrpPassword(b *builder, bl *spec.Balancer) (string, error) {
 	pw := daemonSecretValue(bl.VRRP.Password, b.keys.Token("vrrp/"+bl.Name, 6))
 	if !bl.VRRP.Password.Known || bl.VRRP.Password.Value == "" {
@@ -195,6 +216,16 @@ func vrrpPassword(b *builder, bl *spec.Balancer) (string, error) {
 		}
 	}
 	return pw, nil
+}
+
+// networkOf is the network holding a, or nil.
+func networkOf(t *spec.Topology, a netip.Addr) *spec.Network {
+	for _, nw := range t.Networks {
+		if nw.CIDR.Contains(a) {
+			return nw
+		}
+	}
+	return nil
 }
 
 // vipWithPrefix is s's VIP with the prefix length of the network holding it,

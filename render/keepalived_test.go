@@ -74,6 +74,8 @@ func TestKeepalivedReference(t *testing.T) {
 			"\n    interface eth0\n",
 			"\n        auth_type PASS\n",
 			"\n        auth_pass vrrp-pw\n",
+			"\n    version 2\n",
+			"\n    advert_int 1\n",
 			"\n        198.51.100.200/24 dev eth0\n",
 			"\n        198.51.100.201/24 dev eth0\n",
 			"\n        198.51.100.202/24 dev eth0\n",
@@ -157,19 +159,37 @@ func TestKeepalivedPassword(t *testing.T) {
 		return string(m[1])
 	}
 
-	// Not given: derived from the site secret, the same on both nodes.
+	// Not given: VRRPv3, sub-second adverts, no authentication, unicast
+	// between the pair, adverts from the peer only.
 	tp := spectest.Reference()
 	tp.Balancers[0].VRRP.Password = spec.Secret{}
 	out := renderKeepalivedOnly(t, tp)
-	p1 := authPass(fileAt(t, out, "loadbalancer", keepalivedConfigPath).Content)
-	p2 := authPass(fileAt(t, out, "loadbalancer2", keepalivedConfigPath).Content)
-	if p1 != p2 || len(p1) != vrrpPassLen {
-		t.Errorf("derived passwords %q and %q: want the same %d characters on both nodes", p1, p2, vrrpPassLen)
+	for i, node := range []string{"loadbalancer", "loadbalancer2"} {
+		conf := fileAt(t, out, node, keepalivedConfigPath).Content
+		me, peer := tp.Balancers[0].Nodes[i].Address, tp.Balancers[0].Nodes[1-i].Address
+		for _, want := range []string{"\n    version 3\n", "\n    advert_int 0.2\n", "\n    unicast_src_ip " + me.String() + "\n",
+			"\n    unicast_peer {\n        " + peer.String() + "\n    }\n", "\n    check_unicast_src\n", "\n    vrrp_priority -10\n"} {
+			if !strings.Contains(string(conf), want) {
+				t.Errorf("%s: VRRPv3 keepalived.conf lacks %q", node, want)
+			}
+		}
+		if strings.Contains(string(conf), "authentication") {
+			t.Errorf("%s: VRRPv3 with authentication:\n%s", node, conf)
+		}
+		keepalivedCheck(t, "vrrpv3 "+node, conf)
 	}
-	if again := authPass(fileAt(t, renderKeepalivedOnly(t, tp), "loadbalancer", keepalivedConfigPath).Content); again != p1 {
-		t.Errorf("derived password changed between renders: %q, %q", p1, again)
+	tp.Balancers[0].VRRP.Advert = 350 * time.Millisecond
+	if conf := fileAt(t, renderKeepalivedOnly(t, tp), "loadbalancer", keepalivedConfigPath).Content; !strings.Contains(string(conf), "\n    advert_int 0.35\n") {
+		t.Errorf("advert_interval 350ms:\n%s", conf)
 	}
-	keepalivedCheck(t, "derived", fileAt(t, out, "loadbalancer", keepalivedConfigPath).Content)
+
+	// Given: VRRPv2 with its password, in whole seconds.
+	tp = spectest.Reference()
+	tp.Balancers[0].VRRP.Password = spec.Secret{Value: "pw", Known: true, Source: "env X"}
+	conf := fileAt(t, renderKeepalivedOnly(t, tp), "loadbalancer", keepalivedConfigPath).Content
+	if authPass(conf) != "pw" || !strings.Contains(string(conf), "\n    version 2\n") || !strings.Contains(string(conf), "\n    advert_int 1\n") {
+		t.Errorf("VRRPv2:\n%s", conf)
+	}
 
 	// Longer than VRRP's 8 octets: cut as keepalived would, without its warning.
 	tp = spectest.Reference()

@@ -413,7 +413,7 @@ func unknownSecrets(t *spec.Topology) []string {
 		check("mail_instance "+i.Name+" admin_secret", i.AdminSecret)
 	}
 	for _, bl := range t.Balancers {
-		if len(bl.Nodes) > 1 {
+		if len(bl.Nodes) > 1 && bl.VRRP.HasPassword() {
 			check("balancer "+bl.Name+" vrrp password", bl.VRRP.Password)
 		}
 	}

@@ -243,8 +243,34 @@ type Balancer struct {
 type VRRP struct {
 	RouterID  int // virtual_router_id, default 51
 	Interface string
-	Password  Secret // optional authentication; derived when not given
+	// Advert is the advertisement interval (advert_interval); 0: the
+	// default, DefaultVRRPAdvert, or 1 s with a password.
+	Advert time.Duration
+	// Password, when set, asks for VRRPv2's simple authentication (RFC
+	// 2338, removed from the protocol by RFC 3768): VRRPv2 advertises in
+	// whole seconds only. Without it the pair speaks VRRPv3 (RFC 5798),
+	// which has no authentication, with sub-second adverts.
+	Password Secret
 	Src
+}
+
+// DefaultVRRPAdvert is the VRRPv3 advertisement interval: a backup takes the
+// VIPs over 3 intervals plus a skew (about 0.7 s) after the master falls
+// silent.
+const DefaultVRRPAdvert = 200 * time.Millisecond
+
+// HasPassword says whether the topology sets a VRRP password (VRRPv2).
+func (v VRRP) HasPassword() bool { return v.Password.Source != "" || v.Password.Value != "" }
+
+// AdvertInterval is the advertisement interval in effect.
+func (v VRRP) AdvertInterval() time.Duration {
+	switch {
+	case v.Advert > 0:
+		return v.Advert
+	case v.HasPassword():
+		return time.Second
+	}
+	return DefaultVRRPAdvert
 }
 
 type BalancedService struct {

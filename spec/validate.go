@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Validate checks a decoded topology for every mistake an integrator can
@@ -574,6 +575,14 @@ func (v *validator) balancers() {
 		if len(b.Nodes) > 2 {
 			v.ds.errorf(b.At("nodes"), "Too many balancer nodes", "balancer %q has %d nodes; a VRRP pair has two.", b.Name, len(b.Nodes))
 		}
+		if a := b.VRRP.Advert; a > 0 {
+			switch {
+			case b.VRRP.HasPassword() && (a%time.Second != 0 || a > 255*time.Second):
+				v.ds.errorf(b.VRRP.At("advert_interval"), "Invalid advert interval", "balancer %q: with a password the pair speaks VRRPv2, whose advert interval is whole seconds from 1s to 255s, not %s.", b.Name, a)
+			case a%(10*time.Millisecond) != 0 || a > 40950*time.Millisecond:
+				v.ds.errorf(b.VRRP.At("advert_interval"), "Invalid advert interval", "balancer %q: the VRRPv3 advert interval is a multiple of 10ms up to 40.95s, not %s.", b.Name, a)
+			}
+		}
 		for _, s := range b.Services {
 			switch s.Protocol {
 			case "smtp", "imap", "pop3":
@@ -938,6 +947,11 @@ func (v *validator) availability() {
 	for _, b := range t.Balancers {
 		if len(b.Nodes) == 1 {
 			v.ds.warnf(b.At("nodes"), "Single balancer", "balancer %q has one node; a second one (a VRRP pair) removes this single point of failure.", b.Name)
+		}
+		if b.VRRP.HasPassword() {
+			v.ds.warnf(b.VRRP.At("password"), "VRRP password",
+				"balancer %q sets a VRRP password: authentication exists only in VRRPv2 (RFC 2338; RFC 3768 removed it in 2004, since the password crosses the network in clear), whose adverts come in whole seconds, so the VIPs move about %s after the master fails. Without the password the pair speaks VRRPv3, unicast between the two balancers and accepting adverts only from each other, and moves the VIPs in under a second.",
+				b.Name, 3*b.VRRP.AdvertInterval()+b.VRRP.AdvertInterval()/2)
 		}
 	}
 	for _, in := range t.Instances {

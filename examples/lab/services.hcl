@@ -13,8 +13,9 @@ locals {
 balancer "lvs" {
   nodes = [node.lb1, node.lb2]
   vrrp {
+    # VRRPv3: adverts every 200 ms, unicast between the pair, no
+    # password (VRRPv2's only, in whole seconds; see the README).
     router_id = 51
-    password  = file("secrets/vrrp.password")
   }
   service "smtp" {
     vip       = "192.168.51.200"

@@ -10,8 +10,9 @@ locals {
 balancer "lvs" {
   nodes = [node.loadbalancer, node.loadbalancer2]
   vrrp {
+    # VRRPv3: adverts every 200 ms, unicast between the pair, no
+    # password (VRRPv2's only, in whole seconds; see the README).
     router_id = 51
-    password  = file("secrets/vrrp.password")
   }
   service "smtp" {
     vip       = "198.51.100.200"

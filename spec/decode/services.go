@@ -23,6 +23,7 @@ func (d *decoder) decodeBalancer(b *hcl.Block) {
 		bl.VRRP.RouterID, _ = vbd.integer("router_id", 1, 255)
 		bl.VRRP.Interface = vbd.strDefault("interface", "")
 		bl.VRRP.Password = vbd.secret("password")
+		bl.VRRP.Advert = vbd.duration("advert_interval", 0)
 	}
 	for _, sb := range bd.blocksOf("service") {
 		sbd := d.body(sb, serviceSchema)
@@ -354,7 +355,7 @@ var balancerSchema = &hcl.BodySchema{
 	Blocks:     []hcl.BlockHeaderSchema{{Type: "service", LabelNames: []string{"name"}}, {Type: "vrrp"}},
 }
 
-var vrrpSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "router_id"}, {Name: "interface"}, {Name: "password"}}}
+var vrrpSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "router_id"}, {Name: "interface"}, {Name: "password"}, {Name: "advert_interval"}}}
 
 var serviceSchema = &hcl.BodySchema{
 	Attributes: []hcl.AttributeSchema{{Name: "protocol"}, {Name: "vip", Required: true}, {Name: "port", Required: true},

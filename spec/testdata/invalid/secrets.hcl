@@ -101,7 +101,7 @@ storage "san" {
 balancer "lb" {
   nodes = [node.lb1, node.lb2]
   vrrp {
-    password = format("%s-%d", "vrrp", 1) # ERROR: Secret in plain text
+    password = format("%s-%d", "vrrp", 1) # ERROR: Secret in plain text # WARNING: VRRP password
   }
   service "imap" {
     vip      = "192.168.1.100"

@@ -103,7 +103,7 @@ storage "san" {
 balancer "lb" {
   nodes = [node.lb1, node.lb2]
   vrrp {
-    password = var.vrrp_secret # WARNING: Value not available
+    password = var.vrrp_secret # WARNING: Value not available # WARNING: VRRP password
   }
   service "imap" {
     vip      = "192.168.1.100"

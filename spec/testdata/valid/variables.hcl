@@ -124,7 +124,7 @@ storage "san" {
 balancer "lb" {
   nodes = [node.lb1, node.lb2]
   vrrp {
-    password = var.vrrp_password
+    password = var.vrrp_password # WARNING: VRRP password
   }
   service "imap" {
     vip      = cidrhost(network.front.cidr, 100)

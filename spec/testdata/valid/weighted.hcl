@@ -110,7 +110,7 @@ balancer "lb" {
   proxy_protocol = true
   vrrp {
     router_id = 7
-    password  = env("T_VRRP")
+    password  = env("T_VRRP") # WARNING: VRRP password
   }
   service "imap" {
     vip       = "192.168.1.100"
