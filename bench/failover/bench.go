@@ -83,7 +83,7 @@ func runBench(args []string) {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	b := &bench{log: os.Stderr}
 	n := fs.Int("n", 1, "runs of each case")
-	cases := fs.String("cases", "power,storekill,storehang,freeze,linkcut,directory,balancer,frontend", "cases to run, comma separated")
+	cases := fs.String("cases", "power,storekill,storehang,freeze,linkcut,directory,balancer,frontend,relocate", "cases to run, comma separated")
 	start := b.commonFlags(fs)
 	balancers := fs.String("balancers", "lb1,lb2", "the balancer pair")
 	frontends := fs.String("frontends", "proxy1,proxy2", "the front-end nodes")
@@ -362,6 +362,35 @@ func (b *bench) locate(resource string) (string, error) {
 	return "", last
 }
 
+// otherNode is the next node of svc's failover list after the one it runs
+// on, as mailfleet cluster status says.
+func (b *bench) otherNode(svc string) (string, error) {
+	out, err := b.mfRun("lab", "cluster", b.lab, "status", "-json")
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Services []struct {
+			Name, Node string
+			Failover   []string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return "", err
+	}
+	for _, s := range st.Services {
+		if s.Name != svc {
+			continue
+		}
+		for i, n := range s.Failover {
+			if n == s.Node {
+				return s.Failover[(i+1)%len(s.Failover)], nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%s runs on no node of its failover list", svc)
+}
+
 // ops is package cluster on the lab, through lab exec.
 func (b *bench) ops() *cluster.Ops {
 	return &cluster.Ops{Run: labRunner{b}, Site: cluster.Site{Members: b.backends, Services: []cluster.Service{
@@ -523,6 +552,14 @@ func (b *bench) cases() map[string]fault {
 			_, err = b.mfRun("lab", "power", "off", b.lab, node)
 			return func() error { _, err := b.mfRun("lab", "power", "on", b.lab, node); return err }, 0, err
 		},
+		"relocate": func(b *bench) (func() error, int, error) {
+			to, err := b.otherNode(b.instance)
+			if err != nil {
+				return nil, 0, err
+			}
+			_, err = b.mfRun("lab", "cluster", b.lab, "relocate", b.instance, "-to", to)
+			return nil, 0, err
+		},
 		"frontend": func(b *bench) (func() error, int, error) {
 			node := b.frontends[0]
 			_, err := b.mfRun("lab", "power", "off", b.lab, node)
@@ -667,6 +704,30 @@ func (b *bench) measure(name string, f fault) (res result) {
 			res.outage = last.Sub(t0)
 		} else {
 			res.outage = 0
+		}
+	}
+	if name == "relocate" {
+		// The window in which logins failed: from the first failure
+		// after the command began to the first success after the last
+		// failure (0 when none failed).
+		var first, last time.Time
+		for _, e := range probeEvents {
+			if e.kind == "fail" && e.start.After(t0) {
+				if first.IsZero() || e.start.Before(first) {
+					first = e.start
+				}
+				if e.start.After(last) {
+					last = e.start
+				}
+			}
+		}
+		res.outage = 0
+		if !first.IsZero() {
+			for _, e := range probeEvents {
+				if e.kind == "ok" && e.start.After(last) && (res.outage == 0 || e.end.Sub(first) < res.outage) {
+					res.outage = e.end.Sub(first)
+				}
+			}
 		}
 	}
 	if name == "balancer" {

@@ -4,12 +4,12 @@
 # messages acknowledged/lost/duplicated, 5xx answers and spurious fencing.
 #   bash bench/failover/run.sh [N] [CASES]
 # CASES: comma separated, of power,storekill,storehang,freeze,linkcut,
-# directory,balancer,frontend (default: all). The lab (examples/lab) is set
+# directory,balancer,frontend,relocate (default: all). The lab (examples/lab) is set
 # up or converged first, as demo.sh does.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-1}
-CASES=${2:-power,storekill,storehang,freeze,linkcut,directory,balancer,frontend}
+CASES=${2:-power,storekill,storehang,freeze,linkcut,directory,balancer,frontend,relocate}
 bash demo.sh >/dev/null
 go build -o bin/failover ./bench/failover
 exec bin/failover run -lab examples/lab -mailfleet bin/mailfleet -n "$N" -cases "$CASES"

@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -193,6 +194,16 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	return ErrUnimplemented
 }
 
+// niceness is the calling thread's niceness.
+func niceness() int {
+	// The raw syscall answers 20 - nice.
+	p, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		return 0
+	}
+	return 20 - p
+}
+
 func agentNames() []string {
 	var names []string
 	for n := range Agents {
@@ -277,15 +288,24 @@ const Dir = "/usr/lib/ocf/resource.d/mailfleet"
 // Shim is the file Pacemaker runs as agent name: it execs binary's
 // implementation, or says the binary is missing (OCF_ERR_INSTALLED). The
 // store's uses the binary its resource names, so that the store and its
-// agent come from one build.
+// agent come from one build. Pacemaker runs agents at niceness 0, beside
+// the mail load, yet their starts and stops are the failover itself: the
+// shim runs them at -10 (from their first instruction: a Go program's start
+// is much of a short agent's time on a busy node).
 func Shim(name, binary string) []byte {
 	bin := binary
 	if name == "store" {
 		bin = "${OCF_RESKEY_binary:-" + binary + "}"
 	}
+	run := `"$bin" ocf ` + name + ` "$@"`
 	return []byte("#!/bin/sh\n# OCF resource agent ocf:mailfleet:" + name + ", installed by mailfleet:\n" +
 		"# `mailfleetd ocf " + name + " meta-data` describes it.\n" +
 		"bin=\"" + bin + "\"\n" +
 		"[ -x \"$bin\" ] || { echo \"ocf-exit-reason:$bin is not executable\" >&2; exit 5; }\n" +
-		"exec \"$bin\" ocf " + name + ` "$@"` + "\n")
+		"case \"$1\" in\nmeta-data|usage|help) exec " + run + " ;;\nesac\n" +
+		"# Ahead of the mail load: a start or a stop is the failover.\n" +
+		"exec nice -n " + strconv.Itoa(agentNice) + " " + run + "\n")
 }
+
+// agentNice is the niceness the shims run the agents at.
+const agentNice = -10

@@ -17,6 +17,9 @@ import (
 // "TESTBINARY ocf AGENT ACTION" (by a shim), it is the agent.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "ocf" {
+		if os.Getenv("OCF_TEST_NICENESS") != "" {
+			fmt.Fprintf(os.Stderr, "niceness %d\n", niceness())
+		}
 		os.Exit(Main(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
@@ -56,6 +59,23 @@ func TestShimWithoutBinary(t *testing.T) {
 	out, err := exec.Command(p, "monitor").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ErrInstalled || !strings.Contains(string(out), "ocf-exit-reason:") {
 		t.Fatalf("shim without its binary: %v %s (want exit 5 and a reason)", err, out)
+	}
+}
+
+// The shim runs an agent's actions at niceness -10 (Pacemaker starts it at
+// 0), its meta-data as it was asked (ocf-tester asks as nobody).
+func TestShimNiceness(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a negative niceness: root only")
+	}
+	agent := shim(t, "vip")
+	for action, want := range map[string]string{"monitor": "niceness -10", "meta-data": "niceness 0"} {
+		cmd := exec.Command(agent, action)
+		cmd.Env = append(os.Environ(), "OCF_TEST_NICENESS=1", "OCF_RESKEY_ip=10.255.255.1")
+		out, _ := cmd.CombinedOutput()
+		if !strings.Contains(string(out), want+"\n") {
+			t.Errorf("%s: %q, want %q", action, out, want)
+		}
 	}
 }
 

@@ -251,7 +251,15 @@ func storeStart(e *Env) int {
 			return e.Fail(ErrGeneric, "cannot set the open files limit to %s: %v", n, err)
 		}
 	}
-	cmd := exec.Command(storeBinary(e), "store", "-config", e.Param("config"), "-ready-file", ready)
+	// The store runs at niceness 0 whatever the agent's own (the agents
+	// run ahead of the mail load; the mail the store serves is that
+	// load). nice execs in place, so the pid is the store's, and every
+	// thread of the store starts at 0.
+	argv := []string{storeBinary(e), "store", "-config", e.Param("config"), "-ready-file", ready}
+	if cur := niceness(); cur < 0 {
+		argv = append([]string{"nice", "-n", strconv.Itoa(-cur)}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stderr = stderr
 	// Its own session: it outlives the agent, and Pacemaker, which waits
 	// for the agent's output to close, never sees its pipes.
@@ -264,10 +272,6 @@ func storeStart(e *Env) int {
 		return e.Fail(ErrGeneric, "starting %s: %v", storeBinary(e), err)
 	}
 	pid := cmd.Process.Pid
-	// The store runs at niceness 0 whatever the agent's own (mailfleet
-	// runs Pacemaker's daemons at -10; the mail the store serves is the
-	// load they must not wait behind).
-	syscall.Setpriority(syscall.PRIO_PROCESS, pid, 0)
 	if err := os.WriteFile(storePIDFile(e), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		cmd.Process.Kill()
 		return e.Fail(ErrGeneric, "%v", err)
