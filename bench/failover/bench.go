@@ -61,8 +61,9 @@ func (b *bench) commonFlags(fs *flag.FlagSet) func() {
 	fs.StringVar(&b.group, "directory", "ldap", "the directory's resource group")
 	fs.StringVar(&b.account, "account", "failover@example.com", "the test account (made on -instance if missing)")
 	backends := fs.String("backends", "ldapnode,axigenode1,axigenode2,standby", "the cluster's nodes")
+	balancers := fs.String("balancers", "lb1,lb2", "the balancer pair")
 	return func() {
-		b.backends = strings.Split(*backends, ",")
+		b.backends, b.balancers = strings.Split(*backends, ","), strings.Split(*balancers, ",")
 		var err error
 		if b.mf, err = filepath.Abs(b.mf); err != nil {
 			fatal(err)
@@ -85,7 +86,6 @@ func runBench(args []string) {
 	n := fs.Int("n", 1, "runs of each case")
 	cases := fs.String("cases", "power,storekill,storehang,freeze,linkcut,directory,balancer,frontend,relocate", "cases to run, comma separated")
 	start := b.commonFlags(fs)
-	balancers := fs.String("balancers", "lb1,lb2", "the balancer pair")
 	frontends := fs.String("frontends", "proxy1,proxy2", "the front-end nodes")
 	fs.DurationVar(&b.settle, "settle", 5*time.Second, "quiet time before each run")
 	fs.BoolVar(&b.send, "sender", true, "run the SMTP sender during each run (the no-loss check); without it only the IMAP prober loads the lab")
@@ -93,7 +93,7 @@ func runBench(args []string) {
 	fs.StringVar(&b.vip, "vip", "10.0.0.201", "the instance's VIP (the two-writer check)")
 	fs.StringVar(&b.mount, "mount", "/var/opt/AXIGEN1/domains", "the instance's storage mount point (the two-writer check)")
 	fs.Parse(args)
-	b.balancers, b.frontends = strings.Split(*balancers, ","), strings.Split(*frontends, ",")
+	b.frontends = strings.Split(*frontends, ",")
 	start()
 	type row struct {
 		name string

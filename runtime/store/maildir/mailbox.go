@@ -129,12 +129,17 @@ func (m *Mailbox) check() error {
 const uidListFile = "mailfleet-uidlist"
 
 // writeUIDList replaces the UID list of the folder in dir.
-// Format: "mailfleet-uidlist 1 UIDVALIDITY UIDNEXT\n" then "UID KEY [KEYWORD...]\n".
+// Format: "mailfleet-uidlist 2 UIDVALIDITY UIDNEXT\n" then
+// "UID KEY DATE [KEYWORD...]\n", DATE the message's internal date (the
+// file's modification time) in Unix nanoseconds: with it, and the size in
+// the file's name, opening a folder reads its directories without a stat
+// per message (a cold SELECT of 17,600 messages spent more than half its
+// time in lstat). Version 1 lists (no DATE) are read too.
 func writeUIDList(dir string, uidValidity, uidNext uint32, msgs []*message) error {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "mailfleet-uidlist 1 %d %d\n", uidValidity, uidNext)
+	fmt.Fprintf(&b, "mailfleet-uidlist 2 %d %d\n", uidValidity, uidNext)
 	for _, msg := range msgs {
-		fmt.Fprintf(&b, "%d %s", msg.uid, msg.key)
+		fmt.Fprintf(&b, "%d %s %d", msg.uid, msg.key, msg.date.UnixNano())
 		for _, k := range msg.keywords {
 			b.WriteByte(' ')
 			b.WriteString(k)
@@ -146,6 +151,7 @@ func writeUIDList(dir string, uidValidity, uidNext uint32, msgs []*message) erro
 
 type uidEntry struct {
 	uid      uint32
+	date     time.Time // zero in a version 1 list
 	keywords []string
 }
 
@@ -166,9 +172,10 @@ func readUIDList(dir string) (uidValidity, uidNext uint32, entries map[string]ui
 		return 0, 0, nil, false, nil
 	}
 	h := strings.Fields(sc.Text())
-	if len(h) != 4 || h[0] != "mailfleet-uidlist" || h[1] != "1" {
+	if len(h) != 4 || h[0] != "mailfleet-uidlist" || (h[1] != "1" && h[1] != "2") {
 		return 0, 0, nil, false, nil
 	}
+	dated := h[1] == "2"
 	v, err1 := strconv.ParseUint(h[2], 10, 32)
 	n, err2 := strconv.ParseUint(h[3], 10, 32)
 	if err1 != nil || err2 != nil || v == 0 || n == 0 {
@@ -184,7 +191,21 @@ func readUIDList(dir string) (uidValidity, uidNext uint32, entries map[string]ui
 		if err != nil || uid == 0 || uid >= n {
 			continue
 		}
-		entries[fs[1]] = uidEntry{uid: uint32(uid), keywords: fs[2:]}
+		e := uidEntry{uid: uint32(uid), keywords: fs[2:]}
+		if dated {
+			if len(fs) < 3 {
+				continue
+			}
+			ns, err := strconv.ParseInt(fs[2], 10, 64)
+			if err != nil {
+				continue
+			}
+			if ns > 0 {
+				e.date = time.Unix(0, ns)
+			}
+			e.keywords = fs[3:]
+		}
+		entries[fs[1]] = e
 	}
 	return uint32(v), uint32(n), entries, true, nil
 }
@@ -198,8 +219,11 @@ type found struct {
 	date time.Time
 }
 
-// scan reads cur/ and new/ of the folder.
-func scanFolder(dir string, subs ...string) (map[string]found, error) {
+// scanFolder reads the named subdirectories (cur/, new/) of the folder.
+// known says what is known of a message already: its date (from the UID
+// list); a message whose size is in its name and whose date is known is
+// not stat'ed (its date is left zero for the caller to fill).
+func scanFolder(dir string, known func(key string) (date time.Time, ok bool), subs ...string) (map[string]found, error) {
 	out := map[string]found{}
 	for _, sub := range subs {
 		ents, err := os.ReadDir(filepath.Join(dir, sub))
@@ -213,6 +237,12 @@ func scanFolder(dir string, subs ...string) (map[string]found, error) {
 			}
 			if prev, ok := out[n.Key]; ok && prev.sub == "cur" {
 				continue
+			}
+			if known != nil && n.Size >= 0 {
+				if date, ok := known(n.Key); ok && !date.IsZero() {
+					out[n.Key] = found{name: n, sub: sub, size: n.Size, date: date}
+					continue
+				}
 			}
 			fi, err := e.Info()
 			if err != nil {
@@ -239,7 +269,10 @@ func (m *Mailbox) loadLocked() error {
 	if err != nil {
 		return err
 	}
-	files, err := scanFolder(m.dir, "cur", "new")
+	files, err := scanFolder(m.dir, func(key string) (time.Time, bool) {
+		e, ok := entries[key]
+		return e.date, ok
+	}, "cur", "new")
 	if err != nil {
 		return err
 	}
@@ -259,6 +292,12 @@ func (m *Mailbox) loadLocked() error {
 	}
 	if len(entries) != len(msgs) {
 		dirty = true // entries of removed files are dropped
+	}
+	for _, msg := range msgs {
+		if entries[msg.key].date.IsZero() {
+			dirty = true // a version 1 list: write the dates down
+			break
+		}
 	}
 	sort.Slice(msgs, func(i, j int) bool { return msgs[i].uid < msgs[j].uid })
 	// New messages get UIDs in delivery order (keys start with the time).
@@ -311,7 +350,7 @@ func (m *Mailbox) Sync() error {
 	if err := m.check(); err != nil {
 		return err
 	}
-	files, err := scanFolder(m.dir, "new")
+	files, err := scanFolder(m.dir, nil, "new")
 	if err != nil {
 		return err
 	}

@@ -470,3 +470,59 @@ func crashChild() {
 		}
 	}
 }
+
+// The UID list keeps each message's internal date, so that opening a folder
+// needs no stat per message: a reopened folder takes the dates from the
+// list, not from the files. A version 1 list (no dates) is read, its UIDs
+// kept, and rewritten with the dates.
+func TestUIDListKeepsDates(t *testing.T) {
+	root := t.TempDir()
+	in := openTestAccount(t, root).Inbox()
+	deliver(t, in, "a\r\n")
+	deliver(t, in, "b\r\n")
+	before, err := in.Messages()
+	if err != nil || len(before) != 2 {
+		t.Fatalf("messages %v %v", before, err)
+	}
+	dir := filepath.Join(root, "example.org", "user")
+	list, _ := os.ReadFile(filepath.Join(dir, uidListFile))
+	if !strings.HasPrefix(string(list), "mailfleet-uidlist 2 ") {
+		t.Fatalf("list %q", list)
+	}
+	// Touch the files: a reopened folder must not look at them for dates.
+	cur, _ := os.ReadDir(filepath.Join(dir, "cur"))
+	later := time.Now().Add(48 * time.Hour)
+	for _, e := range cur {
+		os.Chtimes(filepath.Join(dir, "cur", e.Name()), later, later)
+	}
+	after, err := openTestAccount(t, root).Inbox().Messages()
+	if err != nil || len(after) != 2 {
+		t.Fatalf("reopened: %v %v", after, err)
+	}
+	for i := range after {
+		if after[i].UID != before[i].UID || !after[i].Date.Equal(before[i].Date) {
+			t.Errorf("message %d: %+v, was %+v", i, after[i], before[i])
+		}
+	}
+
+	// A version 1 list: the same UIDs, dates from the files, written down.
+	var v1 strings.Builder
+	lines := strings.Split(strings.TrimSpace(string(list)), "\n")
+	h := strings.Fields(lines[0])
+	fmt.Fprintf(&v1, "mailfleet-uidlist 1 %s %s\n", h[2], h[3])
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		fmt.Fprintf(&v1, "%s %s %s\n", f[0], f[1], strings.Join(f[3:], " "))
+	}
+	os.WriteFile(filepath.Join(dir, uidListFile), []byte(v1.String()), 0o600)
+	old, err := openTestAccount(t, root).Inbox().Messages()
+	if err != nil || len(old) != 2 || old[0].UID != before[0].UID || old[1].UID != before[1].UID {
+		t.Fatalf("from a version 1 list: %+v %v", old, err)
+	}
+	if !old[0].Date.Equal(later) {
+		t.Errorf("date from the file %v, want %v", old[0].Date, later)
+	}
+	if list, _ := os.ReadFile(filepath.Join(dir, uidListFile)); !strings.HasPrefix(string(list), "mailfleet-uidlist 2 ") {
+		t.Errorf("the version 1 list was not rewritten: %q", list)
+	}
+}

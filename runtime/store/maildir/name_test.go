@@ -1,6 +1,8 @@
 package maildir
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,4 +110,27 @@ func TestDeliveredBeforeComparesKeyNumbers(t *testing.T) {
 	if !deliveredBefore(earlier, a) {
 		t.Fatal("file time not compared first")
 	}
+}
+
+// FuzzReadUIDList: any UID list is read without a panic, and what is read
+// keeps every UID below UIDNEXT.
+func FuzzReadUIDList(f *testing.F) {
+	f.Add("mailfleet-uidlist 2 7 3\n1 1.M1P1Q1.h 1700000000000000000 $Junk\n2 2.M1P1Q1.h 0\n")
+	f.Add("mailfleet-uidlist 1 7 3\n1 1.M1P1Q1.h kw\n")
+	f.Add("mailfleet-uidlist 2 1 1\nx y z\n")
+	f.Fuzz(func(t *testing.T, list string) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, uidListFile), []byte(list), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, next, entries, ok, err := readUIDList(dir)
+		if err != nil || !ok {
+			return
+		}
+		for key, e := range entries {
+			if e.uid == 0 || e.uid >= next {
+				t.Fatalf("%s: uid %d, uidnext %d", key, e.uid, next)
+			}
+		}
+	})
 }
