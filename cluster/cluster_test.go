@@ -94,6 +94,17 @@ func TestHistory(t *testing.T) {
 	if len(ev) != 1 || ev[0].what != "fenced" || ev[0].at.Format("15:04:05.000") != "23:32:57.588" {
 		t.Errorf("one fencing, at its earliest line: %+v", ev)
 	}
+	// A member cut off from the rest sees them all lost, and loses quorum:
+	// only the majority's view of the cut member counts.
+	ev = parseLog([]string{
+		"Dec 08 00:42:47.840 standby pacemaker-controld  [14275] (quorum_notification_cb) warning: Quorum lost | membership=553 members=1",
+		"Dec 08 00:42:47.844 standby pacemaker-controld  [14275] (update_peer_state_iter) notice: Node ldapnode state is now lost | nodeid=3",
+		"Dec 08 00:42:47.844 standby pacemaker-controld  [14275] (update_peer_state_iter) notice: Node axigenode1 state is now lost | nodeid=1",
+		"Dec 08 00:42:48.120 ldapnode pacemaker-controld  [17637] (update_peer_state_iter) notice: Node standby state is now lost | nodeid=4",
+	}, now)
+	if len(ev) != 1 || ev[0].what != "lost" || ev[0].subject != "standby" {
+		t.Errorf("a link cut: %+v, want standby lost only", ev)
+	}
 	// A year-less line from late December read in early January is last year's.
 	e := parseLog([]string{"Dec 31 23:59:59.000 x pacemaker-controld [1] (x) notice: Node n1 state is now lost"}, time.Date(2027, 1, 1, 0, 0, 5, 0, time.Local))
 	if len(e) != 1 || e[0].at.Year() != 2026 {

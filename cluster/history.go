@@ -43,11 +43,12 @@ type logEvent struct {
 
 var (
 	reLost        = regexp.MustCompile(`pacemaker-controld.*Node (\S+) state is now lost`)
+	reNoQuorum    = regexp.MustCompile(`pacemaker-controld.*Quorum lost`)
 	reFenceAsked  = regexp.MustCompile(`Requesting fencing \(\w+\) of node (\S+)`)
 	reFenced      = regexp.MustCompile(`Operation '\w+' targeting (\S+) by .*: OK`)
 	reInitiate    = regexp.MustCompile(`Initiating (start|stop) operation (\S+)_(start|stop)_0 (?:locally )?on (\S+)`)
 	reResult      = regexp.MustCompile(`Result of (start|stop) operation for (\S+) on (\S+): ok`)
-	logPattern    = `state is now lost|Requesting fencing|targeting .*: OK|Initiating (start|stop) operation|Result of (start|stop) operation`
+	logPattern    = `state is now lost|Quorum lost|Requesting fencing|targeting .*: OK|Initiating (start|stop) operation|Result of (start|stop) operation`
 	logTimeLayout = "Jan 02 15:04:05.000"
 )
 
@@ -88,6 +89,8 @@ func parseLog(lines []string, now time.Time) []logEvent {
 		}
 		var e logEvent
 		switch {
+		case reNoQuorum.MatchString(l):
+			e = logEvent{what: "no quorum", node: logHost(l)}
 		case reLost.MatchString(l):
 			e = logEvent{what: "lost", subject: reLost.FindStringSubmatch(l)[1]}
 		case reFenceAsked.MatchString(l):
@@ -107,6 +110,31 @@ func parseLog(lines []string, now time.Time) []logEvent {
 		evs = append(evs, e)
 	}
 	slices.SortStableFunc(evs, func(a, b logEvent) int { return a.at.Compare(b.at) })
+	// A member cut off from the others (a link cut) sees every other
+	// member lost, and loses quorum: what it saw then is not a loss of
+	// those members. Its losses within a second of its quorum loss go.
+	noQuorum := map[string][]time.Time{}
+	for _, e := range evs {
+		if e.what == "no quorum" {
+			noQuorum[e.node] = append(noQuorum[e.node], e.at)
+		}
+	}
+	minority := func(e logEvent) bool {
+		for _, t := range noQuorum[logHost(e.line)] {
+			if d := e.at.Sub(t); d > -time.Second && d < time.Second {
+				return true
+			}
+		}
+		return false
+	}
+	kept := evs[:0]
+	for _, e := range evs {
+		if e.what == "no quorum" || (e.what == "lost" && minority(e)) {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	evs = kept
 	// The same event logged by several members (a loss, a fencing's
 	// result) within a second is one, at its earliest: the members learn
 	// of a fencing one after another, and the DC starts the resources as
@@ -122,6 +150,18 @@ func parseLog(lines []string, now time.Time) []logEvent {
 		out = append(out, e)
 	}
 	return out
+}
+
+// logHost is the member that logged line l (the field after the time).
+func logHost(l string) string {
+	if len(l) <= len(logTimeLayout)+1 {
+		return ""
+	}
+	f := strings.Fields(l[len(logTimeLayout):])
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 // episodes follows each service through the events: where its daemon runs,

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -138,15 +139,58 @@ const uidListFile = "mailfleet-uidlist"
 func writeUIDList(dir string, uidValidity, uidNext uint32, msgs []*message) error {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "mailfleet-uidlist 2 %d %d\n", uidValidity, uidNext)
+	uidListLines(&b, msgs)
+	return writeFileAtomic(filepath.Join(dir, uidListFile), b.Bytes(), 0o600)
+}
+
+func uidListLines(b *bytes.Buffer, msgs []*message) {
 	for _, msg := range msgs {
-		fmt.Fprintf(&b, "%d %s %d", msg.uid, msg.key, msg.date.UnixNano())
+		fmt.Fprintf(b, "%d %s %d", msg.uid, msg.key, msg.date.UnixNano())
 		for _, k := range msg.keywords {
 			b.WriteByte(' ')
 			b.WriteString(k)
 		}
 		b.WriteByte('\n')
 	}
-	return writeFileAtomic(filepath.Join(dir, uidListFile), b.Bytes(), 0o600)
+}
+
+// errRewrite: the UID list cannot take an append (missing, or its last
+// line torn by a crash); write it whole.
+var errRewrite = errors.New("maildir: the UID list needs a rewrite")
+
+// appendUIDList adds msgs (given new UIDs) at the end of the UID list,
+// durably: new mail costs a line each, not a rewrite of the whole list (a
+// folder of 17,600 messages rewrote 1.3 MB, with an fsync, for every
+// message seen). Readers take UIDNEXT as above the highest UID listed.
+func appendUIDList(dir string, msgs []*message) error {
+	f, err := os.OpenFile(filepath.Join(dir, uidListFile), os.O_RDWR|os.O_APPEND, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return errRewrite
+	}
+	if err != nil {
+		return fmt.Errorf("maildir: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("maildir: %w", err)
+	}
+	last := make([]byte, 1)
+	if st.Size() == 0 {
+		return errRewrite
+	}
+	if _, err := f.ReadAt(last, st.Size()-1); err != nil || last[0] != '\n' {
+		return errRewrite
+	}
+	var b bytes.Buffer
+	uidListLines(&b, msgs)
+	if _, err := f.Write(b.Bytes()); err != nil {
+		return fmt.Errorf("maildir: append to the UID list: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("maildir: append to the UID list: %w", err)
+	}
+	return nil
 }
 
 type uidEntry struct {
@@ -168,6 +212,17 @@ func readUIDList(dir string) (uidValidity, uidNext uint32, entries map[string]ui
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	// Every line ends in a newline: a last line without one was torn by
+	// a crash in the middle of an append, and is not read.
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			return i + 1, data[:i], nil
+		}
+		if atEOF {
+			return len(data), nil, nil
+		}
+		return 0, nil, nil
+	})
 	if !sc.Scan() {
 		return 0, 0, nil, false, nil
 	}
@@ -188,8 +243,13 @@ func readUIDList(dir string) (uidValidity, uidNext uint32, entries map[string]ui
 			continue
 		}
 		uid, err := strconv.ParseUint(fs[0], 10, 32)
-		if err != nil || uid == 0 || uid >= n {
+		// Appended lines may be at or above the header's UIDNEXT; the
+		// list's UIDNEXT is above every UID in it.
+		if err != nil || uid == 0 || uid == math.MaxUint32 || (!dated && uid >= n) {
 			continue
+		}
+		if uid >= n {
+			n = uid + 1
 		}
 		e := uidEntry{uid: uint32(uid), keywords: fs[2:]}
 		if dated {
@@ -281,12 +341,16 @@ func (m *Mailbox) loadLocked() error {
 		uv, next, entries = m.acct.store.newUIDValidity(), 1, nil
 	}
 	var msgs, unknown []*message
+	seen := map[uint32]bool{}
 	for key, f := range files {
 		msg := &message{key: key, sub: f.sub, flags: f.name.Flags, size: f.size, date: f.date}
-		if e, ok := entries[key]; ok {
+		if e, ok := entries[key]; ok && !seen[e.uid] {
+			seen[e.uid] = true
 			msg.uid, msg.keywords = e.uid, e.keywords
 			msgs = append(msgs, msg)
 		} else {
+			// Not listed, or a UID listed twice (a damaged list): a
+			// new UID.
 			unknown = append(unknown, msg)
 		}
 	}
@@ -377,7 +441,11 @@ func (m *Mailbox) addLocked(msgs []*message) error {
 		next++
 	}
 	all := append(append([]*message(nil), m.msgs...), msgs...)
-	if err := writeUIDList(m.dir, m.uidValidity, next, all); err != nil {
+	if err := appendUIDList(m.dir, msgs); errors.Is(err, errRewrite) {
+		if err := writeUIDList(m.dir, m.uidValidity, next, all); err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
 	m.uidNext, m.msgs = next, all

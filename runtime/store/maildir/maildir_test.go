@@ -526,3 +526,47 @@ func TestUIDListKeepsDates(t *testing.T) {
 		t.Errorf("the version 1 list was not rewritten: %q", list)
 	}
 }
+
+// New mail is appended to the UID list, a line each; a last line torn by a
+// crash is not read, and the next change rewrites the list whole.
+func TestUIDListAppends(t *testing.T) {
+	root := t.TempDir()
+	in := openTestAccount(t, root).Inbox()
+	dir := filepath.Join(root, "example.org", "user")
+	list := func() string { b, _ := os.ReadFile(filepath.Join(dir, uidListFile)); return string(b) }
+	for i := 0; i < 3; i++ {
+		deliver(t, in, fmt.Sprintf("m%d\r\n", i))
+		if _, err := in.Status(); err != nil { // a reader looks: UIDs given
+			t.Fatal(err)
+		}
+	}
+	l := list()
+	lines := strings.Split(strings.TrimSuffix(l, "\n"), "\n")
+	if len(lines) != 4 || strings.Count(l, "mailfleet-uidlist") != 1 {
+		t.Fatalf("list after three deliveries:\n%s", l)
+	}
+	// A crash in the middle of an append leaves a torn line.
+	os.WriteFile(filepath.Join(dir, uidListFile), []byte(l+"4 1700000000.M1P1Q1.torn 17"), 0o600)
+	in2 := openTestAccount(t, root).Inbox()
+	msgs, err := in2.Messages()
+	if err != nil || len(msgs) != 3 || msgs[0].UID != 1 || msgs[2].UID != 3 {
+		t.Fatalf("after a torn line: %+v %v", msgs, err)
+	}
+	st, _ := in2.Status()
+	if st.UIDNext != 4 {
+		t.Errorf("UIDNEXT %d after a torn line, want 4", st.UIDNext)
+	}
+	deliver(t, in2, "m3\r\n")
+	msgs, err = in2.Messages()
+	if err != nil || len(msgs) != 4 || msgs[3].UID != 4 {
+		t.Fatalf("after the next delivery: %+v %v", msgs, err)
+	}
+	if l := list(); strings.Contains(l, "torn") || !strings.HasSuffix(l, "\n") {
+		t.Errorf("the torn line survived:\n%s", l)
+	}
+	// A reopened folder agrees.
+	again, err := openTestAccount(t, root).Inbox().Messages()
+	if err != nil || len(again) != 4 || again[3].UID != 4 {
+		t.Errorf("reopened: %+v %v", again, err)
+	}
+}
