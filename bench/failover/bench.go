@@ -26,6 +26,7 @@ type bench struct {
 	faultAt        time.Time // when the last fault took effect, as its command reported it
 	clientNice     int
 	instance       string   // the instance under test
+	mailbox        string   // the sender's recipient
 	group          string   // the directory's resource group
 	backends       []string // cluster nodes
 	balancers      []string
@@ -59,7 +60,8 @@ func (b *bench) commonFlags(fs *flag.FlagSet) func() {
 	fs.StringVar(&b.mf, "mailfleet", "bin/mailfleet", "the mailfleet binary")
 	fs.StringVar(&b.instance, "instance", "AXIGEN1", "the instance under test (made the test account's home)")
 	fs.StringVar(&b.group, "directory", "ldap", "the directory's resource group")
-	fs.StringVar(&b.account, "account", "failover@example.com", "the test account (made on -instance if missing)")
+	fs.StringVar(&b.account, "account", "failover-probe@example.com", "the prober's account (made on -instance if missing; nothing is delivered to it, so the mailbox it opens stays small)")
+	fs.StringVar(&b.mailbox, "mailbox", "failover-mail@example.com", "the sender's recipient, on -instance too (made if missing): apart from the prober's, so that the mailbox the prober opens stays the same size run after run")
 	backends := fs.String("backends", "ldapnode,axigenode1,axigenode2,standby", "the cluster's nodes")
 	balancers := fs.String("balancers", "lb1,lb2", "the balancer pair")
 	return func() {
@@ -222,16 +224,27 @@ func (b *bench) setup() error {
 	if err := os.WriteFile(b.pass, []byte("failover-bench-pw-1\n"), 0o600); err != nil {
 		return err
 	}
+	for _, acct := range []string{b.account, b.mailbox} {
+		if err := b.ensureAccount(acct); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureAccount makes acct on the instance under test with the bench's
+// password, or sets that password.
+func (b *bench) ensureAccount(acct string) error {
 	topo := b.lab
 	// The directory may still be starting (slapd up after the cluster
 	// says so): try for a minute.
 	var err2 error
 	for try := 0; try < 30; try++ {
-		if _, err2 = b.on("workstation", b.mf, "account", "add", b.account, "-password-file", b.pass, "-instance", b.instance, "-topology", topo); err2 == nil {
+		if _, err2 = b.on("workstation", b.mf, "account", "add", acct, "-password-file", b.pass, "-instance", b.instance, "-topology", topo); err2 == nil {
 			return nil
 		}
 		if strings.Contains(err2.Error(), "already exists") {
-			_, err2 = b.on("workstation", b.mf, "account", "passwd", b.account, "-password-file", b.pass, "-topology", topo)
+			_, err2 = b.on("workstation", b.mf, "account", "passwd", acct, "-password-file", b.pass, "-topology", topo)
 			if err2 == nil {
 				return nil
 			}
@@ -618,7 +631,7 @@ func (b *bench) measure(name string, f fault) (res result) {
 	sender := &client{done: make(chan struct{})}
 	close(sender.done)
 	if b.send {
-		if sender, err = b.start("sender", "-addr", b.smtp, "-to", b.account, "-prefix", prefix); err != nil {
+		if sender, err = b.start("sender", "-addr", b.smtp, "-to", b.mailbox, "-prefix", prefix); err != nil {
 			probe.stop()
 			res.err = err
 			return
@@ -764,7 +777,7 @@ func (b *bench) measure(name string, f fault) (res result) {
 	if !b.send {
 		return res
 	}
-	out, err := b.on("workstation", b.self, "count", "-ca", b.ca, "-addr", b.imap, "-user", b.account, "-passfile", b.pass, "-prefix", prefix)
+	out, err := b.on("workstation", b.self, "count", "-ca", b.ca, "-addr", b.imap, "-user", b.mailbox, "-passfile", b.pass, "-prefix", prefix)
 	if err != nil && res.err == nil {
 		res.err = err
 	}

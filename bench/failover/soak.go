@@ -36,7 +36,7 @@ func runSoak(args []string) {
 	if err != nil {
 		fatal(err)
 	}
-	sender, err := b.start("sender", "-addr", b.smtp, "-to", b.account, "-prefix", prefix)
+	sender, err := b.start("sender", "-addr", b.smtp, "-to", b.mailbox, "-prefix", prefix)
 	if err != nil {
 		fatal(err)
 	}
@@ -106,7 +106,7 @@ func runSoak(args []string) {
 			acked[strings.Fields(e.rest)[0]] = true
 		}
 	}
-	out, err := b.on("workstation", b.self, "count", "-ca", b.ca, "-addr", b.imap, "-user", b.account, "-passfile", b.pass, "-prefix", prefix)
+	out, err := b.on("workstation", b.self, "count", "-ca", b.ca, "-addr", b.imap, "-user", b.mailbox, "-passfile", b.pass, "-prefix", prefix)
 	if err != nil {
 		fatal(err)
 	}
