@@ -105,6 +105,15 @@ func TestHistory(t *testing.T) {
 	if len(ev) != 1 || ev[0].what != "lost" || ev[0].subject != "standby" {
 		t.Errorf("a link cut: %+v, want standby lost only", ev)
 	}
+	// The member that ran a start may be down when the history is read:
+	// the DC's confirmation stands for its result, once.
+	ev = parseLog([]string{
+		"Dec 08 01:04:06.940 ldapnode pacemaker-controld  [17637] (process_graph_event) info: Transition 7 action 40 (AXIGEN1-store_start_0 on standby) confirmed: ok | rc=0 call-id=76",
+		"Dec 08 01:04:06.936 standby pacemaker-controld  [1] (log_executor_event) notice: Result of start operation for AXIGEN1-store on standby: ok | CIB update 61",
+	}, now)
+	if len(ev) != 1 || ev[0].what != "started" || ev[0].rsc != "AXIGEN1-store" || ev[0].node != "standby" || ev[0].at.Format("05.000") != "06.936" {
+		t.Errorf("a start's result from two logs: %+v", ev)
+	}
 	// A year-less line from late December read in early January is last year's.
 	e := parseLog([]string{"Dec 31 23:59:59.000 x pacemaker-controld [1] (x) notice: Node n1 state is now lost"}, time.Date(2027, 1, 1, 0, 0, 5, 0, time.Local))
 	if len(e) != 1 || e[0].at.Year() != 2026 {

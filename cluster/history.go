@@ -48,7 +48,10 @@ var (
 	reFenced      = regexp.MustCompile(`Operation '\w+' targeting (\S+) by .*: OK`)
 	reInitiate    = regexp.MustCompile(`Initiating (start|stop) operation (\S+)_(start|stop)_0 (?:locally )?on (\S+)`)
 	reResult      = regexp.MustCompile(`Result of (start|stop) operation for (\S+) on (\S+): ok`)
-	logPattern    = `state is now lost|Quorum lost|Requesting fencing|targeting .*: OK|Initiating (start|stop) operation|Result of (start|stop) operation`
+	// The DC's own record of a result: read too, since the member that
+	// ran the action (and logged its result) may be down by now.
+	reConfirmed = regexp.MustCompile(`action \d+ \((\S+)_(start|stop)_0 on (\S+)\) confirmed: ok`)
+	logPattern    = `state is now lost|Quorum lost|Requesting fencing|targeting .*: OK|Initiating (start|stop) operation|Result of (start|stop) operation|_(start|stop)_0 on \S+\) confirmed: ok`
 	logTimeLayout = "Jan 02 15:04:05.000"
 )
 
@@ -103,6 +106,9 @@ func parseLog(lines []string, now time.Time) []logEvent {
 		case reResult.MatchString(l):
 			m := reResult.FindStringSubmatch(l)
 			e = logEvent{what: map[string]string{"start": "started", "stop": "stopped"}[m[1]], rsc: m[2], node: m[3]}
+		case reConfirmed.MatchString(l):
+			m := reConfirmed.FindStringSubmatch(l)
+			e = logEvent{what: map[string]string{"start": "started", "stop": "stopped"}[m[2]], rsc: m[1], node: m[3]}
 		default:
 			continue
 		}
