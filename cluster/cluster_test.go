@@ -168,3 +168,24 @@ func TestOpsNamesAndReachability(t *testing.T) {
 		t.Errorf("no member answers: %v", err)
 	}
 }
+
+// Status asks the DC for its view when another member answered first: a
+// member that was just fenced and is back knows little of the fencing.
+func TestStatusAsksTheDC(t *testing.T) {
+	b, err := os.ReadFile("testdata/crm_mon.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// axigenode1 answers first, without any fencing history; the DC
+	// (axigenode2 in the file) has it.
+	withHistory := strings.Replace(string(b), "</pacemaker-result>",
+		`<fence_history><fence_event action="reboot" target="ldapnode" client="pacemaker-controld.1" origin="axigenode2" status="success" completed="2026-12-08 01:12:26Z"/></fence_history></pacemaker-result>`, 1)
+	r := &fakeRunner{out: map[string]string{"axigenode1": string(b), "axigenode2": withHistory}}
+	st, err := (&Ops{Site: labSite, Run: r}).Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.AskedOn != "axigenode2" || len(st.Fencing) == 0 {
+		t.Errorf("asked on %s, %d fencing events; want the DC's view (calls %v)", st.AskedOn, len(st.Fencing), r.calls)
+	}
+}

@@ -124,6 +124,17 @@ func (o *Ops) Status(ctx context.Context) (*Status, error) {
 		return nil, fmt.Errorf("crm_mon on %s: %w", node, err)
 	}
 	st.AskedOn = node
+	// The fencing history is each member's own: one that was itself just
+	// fenced and is back knows little of it. The DC has lived through
+	// it; ask it when another member answered first.
+	if st.DC != "" && st.DC != node && slices.Contains(o.Site.Members, st.DC) {
+		if out, err := o.Run.Run(ctx, st.DC, "crm_mon", "-1", "--output-as=xml", "--include=all", "--fence-history=2"); err == nil {
+			if dc, err := parseStatus(out, o.Site); err == nil {
+				dc.AskedOn = st.DC
+				return dc, nil
+			}
+		}
+	}
 	return st, nil
 }
 
