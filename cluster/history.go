@@ -42,15 +42,15 @@ type logEvent struct {
 }
 
 var (
-	reLost        = regexp.MustCompile(`pacemaker-controld.*Node (\S+) state is now lost`)
-	reNoQuorum    = regexp.MustCompile(`pacemaker-controld.*Quorum lost`)
-	reFenceAsked  = regexp.MustCompile(`Requesting fencing \(\w+\) of node (\S+)`)
-	reFenced      = regexp.MustCompile(`Operation '\w+' targeting (\S+) by .*: OK`)
-	reInitiate    = regexp.MustCompile(`Initiating (start|stop) operation (\S+)_(start|stop)_0 (?:locally )?on (\S+)`)
-	reResult      = regexp.MustCompile(`Result of (start|stop) operation for (\S+) on (\S+): ok`)
+	reLost       = regexp.MustCompile(`pacemaker-controld.*Node (\S+) state is now lost`)
+	reNoQuorum   = regexp.MustCompile(`pacemaker-controld.*Quorum lost`)
+	reFenceAsked = regexp.MustCompile(`Requesting fencing \(\w+\) of node (\S+)`)
+	reFenced     = regexp.MustCompile(`Operation '\w+' targeting (\S+) by .*: OK`)
+	reInitiate   = regexp.MustCompile(`Initiating (start|stop) operation (\S+)_(start|stop)_0 (?:locally )?on (\S+)`)
+	reResult     = regexp.MustCompile(`Result of (start|stop) operation for (\S+) on (\S+): ok`)
 	// The DC's own record of a result: read too, since the member that
 	// ran the action (and logged its result) may be down by now.
-	reConfirmed = regexp.MustCompile(`action \d+ \((\S+)_(start|stop)_0 on (\S+)\) confirmed: ok`)
+	reConfirmed   = regexp.MustCompile(`action \d+ \((\S+)_(start|stop)_0 on (\S+)\) confirmed: ok`)
 	logPattern    = `state is now lost|Quorum lost|Requesting fencing|targeting .*: OK|Initiating (start|stop) operation|Result of (start|stop) operation|_(start|stop)_0 on \S+\) confirmed: ok`
 	logTimeLayout = "Jan 02 15:04:05.000"
 )
