@@ -116,24 +116,24 @@ func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	return netip.PrefixFrom(a, bits), true
 }
 
-// vipUp says whether ip is an address of an interface of this node, and
-// of which.
-func vipUp(ip netip.Addr) (string, error) {
+// vipUp says where ip is an address of this node: the interface and the
+// prefix length it has there (nic "" when it is none of this node's).
+func vipUp(ip netip.Addr) (place vipPlace, err error) {
 	ifaces, err := net.Interfaces()
 	if err != nil {
-		return "", err
+		return place, err
 	}
 	for _, ifc := range ifaces {
 		addrs, _ := ifc.Addrs()
 		for _, a := range addrs {
 			if n, ok := a.(*net.IPNet); ok {
 				if pfx, ok := netipPrefix(n); ok && pfx.Addr() == ip {
-					return ifc.Name, nil
+					return vipPlace{ip: ip, nic: ifc.Name, bits: pfx.Bits()}, nil
 				}
 			}
 		}
 	}
-	return "", nil
+	return place, nil
 }
 
 func vipValidate(e *Env) int {
@@ -150,11 +150,11 @@ func vipMonitor(e *Env) int {
 	if rc != Success {
 		return rc
 	}
-	nic, err := vipUp(ip)
+	up, err := vipUp(ip)
 	if err != nil {
 		return e.Fail(ErrGeneric, "%v", err)
 	}
-	if nic == "" {
+	if up.nic == "" {
 		return NotRunning
 	}
 	return Success
@@ -165,9 +165,9 @@ func vipStart(e *Env) int {
 	if rc != Success {
 		return rc
 	}
-	if nic, err := vipUp(ip); err != nil {
+	if up, err := vipUp(ip); err != nil {
 		return e.Fail(ErrGeneric, "%v", err)
-	} else if nic != "" {
+	} else if up.nic != "" {
 		return Success
 	}
 	place, rc := vipFind(e, ip)
@@ -227,36 +227,20 @@ func vipStop(e *Env) int {
 		return rc
 	}
 	stopAnnouncer(ip)
-	nic, err := vipUp(ip)
+	up, err := vipUp(ip)
 	if err != nil {
 		return e.Fail(ErrGeneric, "%v", err)
 	}
-	if nic == "" {
+	if up.nic == "" {
 		return Success
 	}
-	bits := -1
-	ifc, err := net.InterfaceByName(nic)
-	if err == nil {
-		addrs, _ := ifc.Addrs()
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok {
-				if pfx, ok := netipPrefix(n); ok && pfx.Addr() == ip {
-					bits = pfx.Bits()
-				}
-			}
-		}
-	}
-	if bits < 0 {
-		return e.Fail(ErrGeneric, "%s vanished from %s", ip, nic)
-	}
-	place := vipPlace{ip: ip, nic: nic, bits: bits}
-	if out, err := exec.Command("ip", "addr", "del", place.prefix(), "dev", nic).CombinedOutput(); err != nil {
-		if again, _ := vipUp(ip); again == "" {
+	if out, err := exec.Command("ip", "addr", "del", up.prefix(), "dev", up.nic).CombinedOutput(); err != nil {
+		if again, _ := vipUp(ip); again.nic == "" {
 			return Success
 		}
-		return e.Fail(ErrGeneric, "ip addr del %s dev %s: %v: %s", place.prefix(), nic, err, bytes.TrimSpace(out))
+		return e.Fail(ErrGeneric, "ip addr del %s dev %s: %v: %s", up.prefix(), up.nic, err, bytes.TrimSpace(out))
 	}
-	e.Log("info", "removed %s from %s", place.prefix(), nic)
+	e.Log("info", "removed %s from %s", up.prefix(), up.nic)
 	return Success
 }
 
