@@ -75,10 +75,10 @@ func rootSnapshot(t *testing.T) map[string]string {
 	// checked under LABDIR, own namespaces by name.
 	var ms []string
 	for _, m := range mounts() {
-		if strings.HasPrefix(m.point, Root+"/") || strings.HasPrefix(m.point, "/run/netns") {
+		if strings.HasPrefix(m.Point, Root+"/") || strings.HasPrefix(m.Point, "/run/netns") {
 			continue
 		}
-		ms = append(ms, m.point+" "+m.fstype)
+		ms = append(ms, m.Point+" "+m.FSType)
 	}
 	slices.Sort(ms)
 	snap["mounts"] = strings.Join(ms, "\n")

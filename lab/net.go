@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -288,55 +288,14 @@ func killAll(nets, mnts map[uint64]bool) error {
 
 // mounts lists the mount points of the calling process's mount namespace,
 // with their file system types.
-type mountEntry struct{ point, fstype string }
-
-func mounts() []mountEntry {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		e := mountEntry{point: unescapeMount(fields[4])}
-		for i := 5; i < len(fields)-1; i++ {
-			if fields[i] == "-" {
-				e.fstype = fields[i+1]
-				break
-			}
-		}
-		out = append(out, e)
-	}
-	return out
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+func mounts() []mountinfo.Entry {
+	es, _ := mountinfo.Read("/proc/self/mountinfo")
+	return es
 }
 
 func isMountPoint(p string) bool {
 	for _, m := range mounts() {
-		if m.point == p {
+		if m.Point == p {
 			return true
 		}
 	}
@@ -348,7 +307,7 @@ func mountsUnder(dir string) []string {
 	var out []string
 	ms := mounts()
 	for i := len(ms) - 1; i >= 0; i-- {
-		p := ms[i].point
+		p := ms[i].Point
 		if p == dir || strings.HasPrefix(p, dir+"/") {
 			out = append(out, p)
 		}

@@ -479,8 +479,8 @@ func MountNode(dir, node string) error {
 	// those namespaces alive for as long as this one lives.
 	ms := mounts()
 	for i := len(ms) - 1; i >= 0; i-- {
-		if ms[i].fstype == "nsfs" {
-			_ = unix.Unmount(ms[i].point, unix.MNT_DETACH)
+		if ms[i].FSType == "nsfs" {
+			_ = unix.Unmount(ms[i].Point, unix.MNT_DETACH)
 		}
 	}
 	nd := l.nodeDir(node)

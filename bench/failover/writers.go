@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailfleet/mailfleet/internal/mountinfo"
 )
 
 // twoWriters samples, every interval, on every cluster node, whether the
@@ -131,12 +133,12 @@ func (w *twoWriters) has(ns nodeNS) (vip, mnt bool) {
 	if err != nil {
 		return vip, false
 	}
-	info, err := os.ReadFile("/proc/" + strings.TrimSpace(string(pid)) + "/mountinfo")
+	es, err := mountinfo.Read("/proc/" + strings.TrimSpace(string(pid)) + "/mountinfo")
 	if err != nil {
 		return vip, false
 	}
-	for _, l := range strings.Split(string(info), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && f[4] == w.mount {
+	for _, e := range es {
+		if e.Point == w.mount {
 			return vip, true
 		}
 	}

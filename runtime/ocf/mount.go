@@ -1,7 +1,6 @@
 package ocf
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailfleet/mailfleet/internal/mountinfo"
 )
 
 // The mount agent: ocf:mailfleet:mount, one partition. Its parameters are
@@ -36,53 +37,18 @@ var mountAgent = register(&Agent{
 // mountInfo is /proc/self/mountinfo (a variable for tests).
 var mountInfo = "/proc/self/mountinfo"
 
-// maxMountInfo bounds what is read of it: far more than a node's mounts.
-const maxMountInfo = 16 << 20
-
 // mountPoints lists the mount points of this mount namespace, in the order
 // they were mounted (a point mounted twice is listed twice).
 func mountPoints() ([]string, error) {
-	f, err := os.Open(mountInfo)
+	es, err := mountinfo.Read(mountInfo)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	return parseMountInfo(f)
-}
-
-func parseMountInfo(f interface{ Read([]byte) (int, error) }) ([]string, error) {
-	var points []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), maxMountInfo)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options ... - fstype source superoptions
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			return nil, fmt.Errorf("%s: malformed line %q", mountInfo, sc.Text())
-		}
-		points = append(points, unescapeMount(fields[4]))
+	points := make([]string, len(es))
+	for i, e := range es {
+		points[i] = e.Point
 	}
-	return points, sc.Err()
-}
-
-// unescapeMount undoes the kernel's octal escapes (\040 for a space, \011,
-// \012, \134) in a mountinfo field.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return points, nil
 }
 
 func isMounted(dir string) (bool, error) {

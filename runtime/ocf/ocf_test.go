@@ -112,32 +112,6 @@ func TestMetaDataAndUsage(t *testing.T) {
 	}
 }
 
-func TestUnescapeMount(t *testing.T) {
-	for in, want := range map[string]string{`/a\040b`: "/a b", `/x\134y`: `/x\y`, `/t\011`: "/t\t", `/bad\04`: `/bad\04`, `\`: `\`, `/q\999`: `/q\999`} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
-		}
-	}
-	points, err := parseMountInfo(strings.NewReader("36 35 98:0 / /mnt\\040x rw,noatime master:1 - ext3 /dev/root rw\n37 35 0:1 / /b rw - tmpfs t rw\n"))
-	if err != nil || strings.Join(points, "|") != "/mnt x|/b" {
-		t.Errorf("parseMountInfo: %q %v", points, err)
-	}
-	if _, err := parseMountInfo(strings.NewReader("36 35 98:0\n")); err == nil {
-		t.Error("a short line is not an error")
-	}
-}
-
-func FuzzParseMountInfo(f *testing.F) {
-	f.Add("36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n")
-	f.Add("1 2 3 4 /a\\040b\\\n")
-	f.Fuzz(func(t *testing.T, s string) {
-		points, err := parseMountInfo(strings.NewReader(s))
-		if err == nil && len(points) > strings.Count(s, "\n")+1 {
-			t.Fatalf("%d points from %d lines", len(points), strings.Count(s, "\n")+1)
-		}
-	})
-}
-
 // sh runs script with sh -ec under wrapper (unshare …) and returns its
 // output, failing the test when it fails.
 func sh(t *testing.T, wrapper []string, script string, env ...string) string {
