@@ -94,10 +94,10 @@ func storeBinary(e *Env) string {
 }
 
 func storeValidate(e *Env) int {
-	bin := storeBinary(e)
-	if st, err := os.Stat(bin); err != nil || st.IsDir() || st.Mode()&0o111 == 0 {
-		return e.Fail(ErrInstalled, "%s is not executable", bin)
+	if rc := storeValidateQuick(e); rc != Success {
+		return rc
 	}
+	bin := storeBinary(e)
 	if f, err := os.Open(e.Param("config")); err != nil {
 		return e.Fail(ErrConfigured, "config %s is not readable", e.Param("config"))
 	} else {
