@@ -36,6 +36,7 @@ type bench struct {
 	settle         time.Duration
 	send           bool
 	busy           int
+	load           string // a command run again and again beside each run
 	vip, mount     string
 	log            io.Writer
 }
@@ -92,11 +93,15 @@ func runBench(args []string) {
 	fs.DurationVar(&b.settle, "settle", 5*time.Second, "quiet time before each run")
 	fs.BoolVar(&b.send, "sender", true, "run the SMTP sender during each run (the no-loss check); without it only the IMAP prober loads the lab")
 	fs.IntVar(&b.busy, "busy", 0, "busy loops to run beside the lab during each run (a loaded machine)")
+	fs.StringVar(&b.load, "load", "", "a command run again and again beside the lab during each run, such as \"go test -count=1 ./...\" (a machine loaded by real work)")
 	fs.StringVar(&b.vip, "vip", "10.0.0.201", "the instance's VIP (the two-writer check)")
 	fs.StringVar(&b.mount, "mount", "/var/opt/AXIGEN1/domains", "the instance's storage mount point (the two-writer check)")
 	fs.Parse(args)
 	b.frontends = strings.Split(*frontends, ",")
 	start()
+	if b.load != "" {
+		defer b.repeat(b.load)()
+	}
 	type row struct {
 		name string
 		rs   []result
@@ -803,4 +808,33 @@ func (b *bench) measure(name string, f fault) (res result) {
 		}
 	}
 	return res
+}
+
+// repeat runs cmd through sh again and again until the function it
+// returns is called, which waits for the round in progress to end: a
+// test suite killed halfway would leave its namespaces and mounts.
+func (b *bench) repeat(cmd string) (stop func()) {
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for round := 1; ; round++ {
+			select {
+			case <-quit:
+				return
+			default:
+			}
+			out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
+			if err != nil {
+				b.logf("   load round %d failed: %v\n%s", round, err, tail(string(out), 15))
+			} else {
+				b.logf("   load round %d done", round)
+			}
+		}
+	}()
+	return func() {
+		close(quit)
+		b.logf("   waiting for the load's round in progress to end")
+		<-done
+	}
 }
