@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // labCLI runs the mailfleet binary built for the lab tests.
@@ -60,25 +62,6 @@ func (c *labCLI) must(timeout time.Duration, args ...string) string {
 func (c *labCLI) exec(timeout time.Duration, node string, argv ...string) (string, int) {
 	c.t.Helper()
 	return c.run(timeout, "", append([]string{"lab", "exec", c.topology, node, "--"}, argv...)...)
-}
-
-// eventually retries f every interval until it returns nil or the timeout
-// passes, then fails with the last error.
-func eventually(t *testing.T, timeout, interval time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	start := time.Now()
-	for {
-		err := f()
-		if err == nil {
-			t.Logf("%s: after %.1fs", what, time.Since(start).Seconds())
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		}
-		time.Sleep(interval)
-	}
 }
 
 type labStatus struct {
@@ -191,7 +174,7 @@ func TestLabEndToEnd(t *testing.T) {
 	}
 	accounts := map[string]string{"alice@example.com": "AXIGEN1", "bob@example.com": "AXIGEN2"}
 	for addr, inst := range accounts {
-		eventually(t, 4*time.Minute, 2*time.Second, "account add "+addr, func() error {
+		testutil.EventuallyEvery(t, 4*time.Minute, 2*time.Second, "account add "+addr, func() error {
 			out, code := c.exec(time.Minute, "workstation", c.bin, "account", "add", addr,
 				"-password-file", pw, "-instance", inst, "-topology", topo)
 			if code != 0 {
@@ -208,7 +191,7 @@ func TestLabEndToEnd(t *testing.T) {
 	for addr := range accounts {
 		args = append(args, addr+":"+pw)
 	}
-	eventually(t, 2*time.Minute, 2*time.Second, "mail through the VIPs", func() error {
+	testutil.EventuallyEvery(t, 2*time.Minute, 2*time.Second, "mail through the VIPs", func() error {
 		out, code := c.exec(3*time.Minute, "workstation", args...)
 		if code != 0 {
 			return fmt.Errorf("exit %d: %s", code, out)
@@ -256,13 +239,13 @@ func TestLabEndToEnd(t *testing.T) {
 	if s := nodeState(c.status(), victim); s != "off" {
 		t.Fatalf("%s is %q after stonith_admin --fence, want off", victim, s)
 	}
-	eventually(t, 3*time.Minute, 2*time.Second, "AXIGEN2 moved off the fenced node", func() error {
+	testutil.EventuallyEvery(t, 3*time.Minute, 2*time.Second, "AXIGEN2 moved off the fenced node", func() error {
 		if n := locate(t, c, "AXIGEN2-store"); n == victim || n == "" {
 			return fmt.Errorf("AXIGEN2-store on %q", n)
 		}
 		return nil
 	})
-	eventually(t, 2*time.Minute, 2*time.Second, "bob's mail after failover", func() error {
+	testutil.EventuallyEvery(t, 2*time.Minute, 2*time.Second, "bob's mail after failover", func() error {
 		// The message sent before the failover is still there: two at least.
 		out, code := c.exec(3*time.Minute, "workstation", "python3", mailcheck, "--ca", st.CA, "--min-messages", "2",
 			"--smtp", st.Services["smtp"], "--imap", st.Services["imap"], "--pop3", st.Services["pop3"], "bob@example.com:"+pw)
@@ -271,14 +254,14 @@ func TestLabEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, time.Minute, time.Second, "the cluster sees "+victim+" offline", func() error {
+	testutil.EventuallyEvery(t, time.Minute, time.Second, "the cluster sees "+victim+" offline", func() error {
 		if online(t, c, from, victim) {
 			return fmt.Errorf("%s still online in crm_mon", victim)
 		}
 		return nil
 	})
 	c.must(5*time.Minute, "lab", "power", "on", topo, victim)
-	eventually(t, 4*time.Minute, 2*time.Second, victim+" rejoins the cluster", func() error {
+	testutil.EventuallyEvery(t, 4*time.Minute, 2*time.Second, victim+" rejoins the cluster", func() error {
 		if !online(t, c, from, victim) {
 			return fmt.Errorf("%s is not online in crm_mon", victim)
 		}
@@ -294,13 +277,13 @@ func TestLabEndToEnd(t *testing.T) {
 	}
 	c.must(time.Minute, "lab", "power", "off", topo, dead)
 	start := time.Now()
-	eventually(t, 3*time.Minute, time.Second, "AXIGEN1 restarted off the dead node", func() error {
+	testutil.EventuallyEvery(t, 3*time.Minute, time.Second, "AXIGEN1 restarted off the dead node", func() error {
 		if n := locate(t, c, "AXIGEN1-store"); n == dead || n == "" {
 			return fmt.Errorf("AXIGEN1-store on %q", n)
 		}
 		return nil
 	})
-	eventually(t, 2*time.Minute, time.Second, "alice's mail after the crash", func() error {
+	testutil.EventuallyEvery(t, 2*time.Minute, time.Second, "alice's mail after the crash", func() error {
 		out, code := c.exec(3*time.Minute, "workstation", "python3", mailcheck, "--ca", st.CA, "--min-messages", "2",
 			"--smtp", st.Services["smtp"], "--imap", st.Services["imap"], "--pop3", st.Services["pop3"], "alice@example.com:"+pw)
 		if code != 0 {
@@ -336,7 +319,7 @@ func TestLabEndToEnd(t *testing.T) {
 		t.Errorf("history of the failover: fence at step %d, first start at %d, %.2f s, to %s:\n%+v", fenced, started, ep.Seconds, ep.To, ep)
 	}
 	c.must(5*time.Minute, "lab", "power", "on", topo, dead)
-	eventually(t, 4*time.Minute, 2*time.Second, dead+" rejoins the cluster", func() error {
+	testutil.EventuallyEvery(t, 4*time.Minute, 2*time.Second, dead+" rejoins the cluster", func() error {
 		if !online(t, c, from, dead) {
 			return fmt.Errorf("%s is not online in crm_mon", dead)
 		}
@@ -388,7 +371,7 @@ func TestLabEndToEnd(t *testing.T) {
 		}
 	}
 	counted := map[string]int{}
-	eventually(t, time.Minute, 2*time.Second, "count the relocation's messages", func() error {
+	testutil.EventuallyEvery(t, time.Minute, 2*time.Second, "count the relocation's messages", func() error {
 		out, code := c.exec(time.Minute, "workstation", fo, "count", "-addr", st.Services["imap"], "-ca", st.CA,
 			"-user", "alice@example.com", "-passfile", pw, "-prefix", "relocate")
 		if code != 0 {

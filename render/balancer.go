@@ -10,7 +10,6 @@ import (
 
 const (
 	balancerConfigPath = "/etc/mailfleet/balancer.json"
-	balancerAdminPort  = 9100
 )
 
 // reloadBalancer: SIGHUP makes the balancer take the new config and drain
@@ -59,14 +58,14 @@ func balancerConfig(b *builder, bl *spec.Balancer, n *spec.Node) *config.Balance
 	cfg := &config.Balancer{
 		FormatVersion: config.FormatVersion,
 		Node:          n.Name,
-		Admin:         netip.AddrPortFrom(n.Address, balancerAdminPort).String(),
+		Admin:         netip.AddrPortFrom(n.Address, config.BalancerAdminPort).String(),
 		Services:      []config.BalancedService{},
 		Limits: config.Limits{
 			MaxConnections: balancerCapacity(b, bl),
 			// The balancer is the one place that sees the client's
 			// address when the PROXY protocol is off.
-			MaxPerClient: limitPerClient,
-			IdleTimeout:  limitIdle,
+			MaxPerClient: config.DefaultMaxPerClient,
+			IdleTimeout:  config.DefaultLimits().IdleTimeout,
 		},
 	}
 	for _, s := range bl.Services {
@@ -104,7 +103,7 @@ func balancerCapacity(b *builder, bl *spec.Balancer) int {
 				continue
 			}
 			seen[rs.Node] = true
-			sessions := limitDefaultSessions
+			sessions := config.DefaultSessions
 			if fe := b.frontendOfNode(rs.Node); fe != nil {
 				sessions = frontendSessions(fe)
 			}

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/spec"
@@ -27,26 +26,6 @@ const (
 	// ldapServiceSecret holds the directory service DN's password, which is
 	// what the connectors bind with unless the topology names another DN.
 	ldapServiceSecret = daemonSecretDir + "/ldap-service"
-
-	frontendAdminPort = 9101
-)
-
-// Limits shared by the daemons. IMAP clients may stay silent for 29 minutes
-// in IDLE and RFC 3501 §5.4 asks for an autologout timer of at least 30
-// minutes, so idle connections are cut after 31. Five minutes before login
-// is RFC 5321 §4.5.3.2.7's server timeout, the tightest bound that still lets
-// every MX deliver.
-const (
-	limitIdle         = config.Duration(31 * time.Minute)
-	limitPreAuth      = config.Duration(5 * time.Minute)
-	limitFailedLogin  = config.Duration(2 * time.Second)
-	limitMessageBytes = 50 << 20
-	limitRecipients   = 1000
-	limitPerClient    = 256
-	limitLDAPTimeout  = config.Duration(5 * time.Second)
-	// limitDefaultSessions is a front-end node's sessions when the
-	// topology does not say.
-	limitDefaultSessions = 10000
 )
 
 var restartFrontend = Action{Name: "restart mailfleetd-frontend",
@@ -162,15 +141,9 @@ func frontendGroupConfig(t *spec.Topology, fe *spec.Frontend, routes map[string]
 		Instances:     routes,
 		Domains:       append([]string{}, fe.Domains...),
 		BackendTLS:    fe.BackendTLS,
-		Limits: config.Limits{
-			MaxConnections:   frontendSessions(fe),
-			PreAuthTimeout:   limitPreAuth,
-			IdleTimeout:      limitIdle,
-			FailedLoginDelay: limitFailedLogin,
-			MaxMessageBytes:  limitMessageBytes,
-			MaxRecipients:    limitRecipients,
-		},
+		Limits:        config.DefaultLimits(),
 	}
+	cfg.Limits.MaxConnections = frontendSessions(fe)
 	ldap, err := cfgLDAP(t, fe.Connector)
 	if err != nil {
 		return nil, err
@@ -194,7 +167,7 @@ func frontendGroupConfig(t *spec.Topology, fe *spec.Frontend, routes map[string]
 	// balancer, and a per-client cap would cap the whole balancer; the
 	// balancer enforces it then, knowing the client's address.
 	if len(cfg.TrustedBalancers) > 0 {
-		cfg.Limits.MaxPerClient = limitPerClient
+		cfg.Limits.MaxPerClient = config.DefaultMaxPerClient
 	}
 	return cfg, nil
 }
@@ -205,7 +178,7 @@ func frontendNodeConfig(group *config.Frontend, fe *spec.Frontend, n *spec.Node)
 	listen := func(port int) string { return netip.AddrPortFrom(n.Address, uint16(port)).String() }
 	cfg := *group
 	cfg.Node = n.Name
-	cfg.Admin = listen(frontendAdminPort)
+	cfg.Admin = listen(config.FrontendAdminPort)
 	if fe.IMAP != nil {
 		cfg.IMAP = &config.Proxy{Listen: listen(fe.IMAP.Port), AuthenticateOnProxy: fe.IMAP.AuthenticateOnProxy, TLS: cfgTLS(fe.IMAP.TLS)}
 	}
@@ -275,7 +248,7 @@ func frontendSessions(fe *spec.Frontend) int {
 	if fe.Sessions > 0 {
 		return fe.Sessions
 	}
-	return limitDefaultSessions
+	return config.DefaultSessions
 }
 
 // trustedBalancers lists the nodes of every balancer that sends the PROXY
@@ -331,7 +304,7 @@ func cfgLDAP(t *spec.Topology, c *spec.LDAPConnector) (*config.LDAP, error) {
 		Filter:           c.Filter,
 		HostAttribute:    c.HostAttribute,
 		RefuseDuplicates: c.RefuseDuplicates,
-		Timeout:          limitLDAPTimeout,
+		Timeout:          config.Duration(config.DefaultLDAPTimeout),
 	}
 	if d := t.Directory; d != nil {
 		l.StartTLS = d.TLSMode == spec.LDAPTLSStartTLS && strings.HasPrefix(url, "ldap://")

@@ -120,11 +120,13 @@ func storeConfig(t *spec.Topology, inst *spec.Instance) (*config.Store, error) {
 			// Every front-end session may be an account of this
 			// instance. The clients are the front-ends, each carrying
 			// many users, so there is no per-client cap.
+			// The failed-login delay is the store's own default,
+			// config.DefaultFailedLoginDelay, as everywhere.
 			MaxConnections:  storeCapacity(t),
-			PreAuthTimeout:  limitPreAuth,
-			IdleTimeout:     limitIdle,
-			MaxMessageBytes: limitMessageBytes,
-			MaxRecipients:   limitRecipients,
+			PreAuthTimeout:  config.DefaultLimits().PreAuthTimeout,
+			IdleTimeout:     config.DefaultLimits().IdleTimeout,
+			MaxMessageBytes: config.DefaultMaxMessageBytes,
+			MaxRecipients:   config.DefaultLimits().MaxRecipients,
 		},
 	}
 	if cfg.LogName == "" {
@@ -193,7 +195,7 @@ func storeCapacity(t *spec.Topology) int {
 		total += frontendSessions(fe) * len(fe.Nodes)
 	}
 	if total == 0 {
-		total = limitDefaultSessions
+		total = config.DefaultSessions
 	}
 	return total
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mailfleet/mailfleet/runtime/config"
 )
 
 // Validate checks a decoded topology for every mistake an integrator can
@@ -830,7 +832,7 @@ func (v *validator) listeners() {
 		}
 		for _, n := range b.Nodes {
 			if n != nil {
-				claim(n.Address, AdminPortBalancer, fmt.Sprintf("the balancer's admin listener on %q", n.Name), b.Range)
+				claim(n.Address, config.BalancerAdminPort, fmt.Sprintf("the balancer's admin listener on %q", n.Name), b.Range)
 			}
 		}
 	}
@@ -848,7 +850,7 @@ func (v *validator) listeners() {
 			if f.SMTP != nil {
 				claim(n.Address, f.SMTP.Port, fmt.Sprintf("frontend %q smtp on %q", f.Name, n.Name), f.SMTP.At("port"))
 			}
-			claim(n.Address, AdminPortFrontend, fmt.Sprintf("frontend %q admin listener on %q", f.Name, n.Name), f.Range)
+			claim(n.Address, config.FrontendAdminPort, fmt.Sprintf("frontend %q admin listener on %q", f.Name, n.Name), f.Range)
 		}
 	}
 	if d := v.t.Directory; d != nil {
@@ -868,12 +870,6 @@ func (v *validator) listeners() {
 	}
 }
 
-// Ports of the admin (health and metrics) listeners that render gives the
-// balancer and front-end roles on their node addresses.
-const (
-	AdminPortBalancer = 9100
-	AdminPortFrontend = 9101
-)
 
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))

@@ -22,16 +22,9 @@ import (
 
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
-)
 
-func freeAddr(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"github.com/mailfleet/mailfleet/internal/testutil"
+)
 
 func rssKB(b *testing.B, pid int) int {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -92,8 +85,8 @@ func BenchmarkIdleIMAPSessionMemory(b *testing.B) {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
 	cl := storetest.NewCluster(b, nil)
-	cfg := config.Frontend{FormatVersion: config.FormatVersion, Node: "fe1", Admin: freeAddr(b),
-		IMAP: &config.Proxy{Listen: freeAddr(b), AuthenticateOnProxy: true}, LDAP: cl.Slapd.Config(),
+	cfg := config.Frontend{FormatVersion: config.FormatVersion, Node: "fe1", Admin: testutil.FreeAddr(b, "127.0.0.1"),
+		IMAP: &config.Proxy{Listen: testutil.FreeAddr(b, "127.0.0.1"), AuthenticateOnProxy: true}, LDAP: cl.Slapd.Config(),
 		Instances: cl.Instances, Domains: []string{"example.org"},
 		Limits: config.Limits{MaxConnections: n + 100, IdleTimeout: config.Duration(time.Hour), PreAuthTimeout: config.Duration(time.Minute)}}
 	js, _ := json.Marshal(cfg)

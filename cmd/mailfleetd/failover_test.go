@@ -18,6 +18,8 @@ import (
 
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // feProcess is one `mailfleetd frontend -config` process of the test.
@@ -25,17 +27,6 @@ type feProcess struct {
 	name, cfgPath, imap, admin, logPath string
 	cmd                                 *exec.Cmd
 	exited                              chan struct{}
-}
-
-// freePort returns a port of ip that is free now.
-func freePort(t *testing.T, ip string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func (fe *feProcess) start(t *testing.T, bin string) {
@@ -203,7 +194,7 @@ func TestFrontendFailover(t *testing.T) {
 	fes := map[string]*feProcess{}
 	for i, name := range []string{"fe1", "fe2"} {
 		ip := fmt.Sprintf("127.0.0.%d", 71+i)
-		fe := &feProcess{name: name, imap: freePort(t, ip), admin: freePort(t, ip),
+		fe := &feProcess{name: name, imap: testutil.FreeAddr(t, ip), admin: testutil.FreeAddr(t, ip),
 			cfgPath: filepath.Join(dir, name+".json"), logPath: filepath.Join(dir, name+".log")}
 		cfg := config.Frontend{FormatVersion: config.FormatVersion, Node: name, Admin: fe.admin,
 			IMAP: &config.Proxy{Listen: fe.imap, AuthenticateOnProxy: true}, LDAP: cl.Slapd.Config(),

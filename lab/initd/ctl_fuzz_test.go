@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // readOnlyVerbs are the verbs FuzzControlRequest runs against a supervisor
@@ -197,7 +199,7 @@ func TestControlSocketLimits(t *testing.T) {
 	// The harness's own connection (start's readiness check) may still
 	// hold a slot when the first idle clients come, and the last of them
 	// is then refused: replace each refused one until every slot is held.
-	waitFor(t, 10*time.Second, "every slot held by an idle client", func() bool {
+	testutil.Until(t, 10*time.Second, "every slot held by an idle client", func() bool {
 		full := true
 		for i, c := range idle {
 			c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
@@ -213,7 +215,7 @@ func TestControlSocketLimits(t *testing.T) {
 	// Each accepted connection holds a slot once the supervisor has
 	// accepted it; the one after them is refused.
 	var refused string
-	waitFor(t, 10*time.Second, "a connection beyond the cap refused", func() bool {
+	testutil.Until(t, 10*time.Second, "a connection beyond the cap refused", func() bool {
 		c, err := net.Dial("unix", n.sock)
 		if err != nil {
 			return false
@@ -227,7 +229,7 @@ func TestControlSocketLimits(t *testing.T) {
 	for _, c := range idle {
 		c.Close()
 	}
-	waitFor(t, 10*time.Second, "answers again", func() bool {
+	testutil.Until(t, 10*time.Second, "answers again", func() bool {
 		_, _, code := n.ctl("is-active", "ssh")
 		return code == 3 || code == 4 // inactive or unknown: an answer
 	})

@@ -275,18 +275,6 @@ func (n *node) mainPID(unit string) int {
 	return pid
 }
 
-// waitFor polls cond up to d.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 func pidAlive(pid int) bool { return pid > 0 && alive(pid) }
 
 // inNetns runs f on a thread in the node's network namespace, then puts

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // TestDebianSSHService runs Debian's own /lib/systemd/system/ssh.service
@@ -127,7 +129,7 @@ Subsystem sftp internal-sftp
 	go func() { session.Wait(); close(sessionDone) }()
 	t.Cleanup(func() { session.Process.Kill(); <-sessionDone })
 	var remote int
-	waitFor(t, 10*time.Second, "remote sleep", func() bool {
+	testutil.Until(t, 10*time.Second, "remote sleep", func() bool {
 		for _, p := range n.nsPIDs() {
 			if procCmdline(p) == "sleep 1234" {
 				remote = p

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 func TestStartStopRestartOnFailure(t *testing.T) {
@@ -39,14 +41,14 @@ Restart=no
 	syscall.Kill(p1, syscall.SIGKILL)
 	syscall.Kill(f1, syscall.SIGKILL)
 	var p2 int
-	waitFor(t, 5*time.Second, "crashy restarted", func() bool {
+	testutil.Until(t, 5*time.Second, "crashy restarted", func() bool {
 		p2 = n.mainPID("crashy")
 		return p2 != 0 && p2 != p1 && n.prop("crashy", "ActiveState") == "active"
 	})
 	if r := n.prop("crashy", "NRestarts"); r != "1" {
 		t.Errorf("NRestarts %s", r)
 	}
-	waitFor(t, 5*time.Second, "fragile failed", func() bool { return n.prop("fragile", "ActiveState") == "failed" })
+	testutil.Until(t, 5*time.Second, "fragile failed", func() bool { return n.prop("fragile", "ActiveState") == "failed" })
 	time.Sleep(500 * time.Millisecond)
 	if st := n.prop("fragile", "ActiveState"); st != "failed" {
 		t.Errorf("Restart=no unit restarted: %s", st)
@@ -70,7 +72,7 @@ Restart=no
 	n.must("start", "crashy")
 	p3 := n.mainPID("crashy")
 	n.must("kill", "crashy")
-	waitFor(t, 3*time.Second, "killed", func() bool { return n.prop("crashy", "ActiveState") == "inactive" })
+	testutil.Until(t, 3*time.Second, "killed", func() bool { return n.prop("crashy", "ActiveState") == "inactive" })
 	if pidAlive(p3) {
 		t.Errorf("kill: %d alive", p3)
 	}
@@ -125,7 +127,7 @@ RestartPreventExitStatus=255
 		t.Errorf("bad: %s", st)
 	}
 	n.must("start", "flappy")
-	waitFor(t, 5*time.Second, "start limit hit", func() bool { return n.prop("flappy", "Result") == "start-limit-hit" })
+	testutil.Until(t, 5*time.Second, "start limit hit", func() bool { return n.prop("flappy", "Result") == "start-limit-hit" })
 	if st := n.prop("flappy", "ActiveState"); st != "failed" {
 		t.Errorf("flappy: %s", st)
 	}
@@ -140,7 +142,7 @@ RestartPreventExitStatus=255
 		t.Errorf("skipped: %s", st)
 	}
 	n.must("start", "prevented")
-	waitFor(t, 3*time.Second, "prevented failed", func() bool { return n.prop("prevented", "ActiveState") == "failed" })
+	testutil.Until(t, 3*time.Second, "prevented failed", func() bool { return n.prop("prevented", "ActiveState") == "failed" })
 	time.Sleep(300 * time.Millisecond)
 	if r := n.prop("prevented", "NRestarts"); r != "0" {
 		t.Errorf("RestartPreventExitStatus: %s restarts", r)
@@ -199,7 +201,7 @@ ExecStart=%s never
 	if st := n.prop("slowerready", "ActiveState"); st != "activating" {
 		t.Errorf("--no-block: %s right after", st)
 	}
-	waitFor(t, 10*time.Second, "active", func() bool { return n.prop("slowerready", "ActiveState") == "active" })
+	testutil.Until(t, 10*time.Second, "active", func() bool { return n.prop("slowerready", "ActiveState") == "active" })
 }
 
 func TestForkingPIDFile(t *testing.T) {
@@ -221,7 +223,7 @@ ExecStopPost=/bin/rm -f /run/forky.pid
 		t.Errorf("parent of the daemon: %d, supervisor %d", pp, n.pid)
 	}
 	syscall.Kill(pid, syscall.SIGKILL)
-	waitFor(t, 3*time.Second, "forky failed", func() bool { return n.prop("forky", "ActiveState") == "failed" })
+	testutil.Until(t, 3*time.Second, "forky failed", func() bool { return n.prop("forky", "ActiveState") == "failed" })
 	if z := zombie(pid); z {
 		t.Errorf("daemon %d not reaped", pid)
 	}
@@ -361,10 +363,10 @@ WantedBy=multi-user.target
 		t.Fatalf("left after SIGTERM: %v", left)
 	}
 	n.start()
-	waitFor(t, 5*time.Second, "booted", func() bool {
+	testutil.Until(t, 5*time.Second, "booted", func() bool {
 		return n.prop("web@a1", "ActiveState") == "active" && n.prop("tree", "ActiveState") == "active"
 	})
-	waitFor(t, 2*time.Second, "log", func() bool {
+	testutil.Until(t, 2*time.Second, "log", func() bool {
 		return strings.Contains(readFile(t, filepath.Join(n.logs, "mailfleet-lab", "web@a1.service.log")), "web@a1 a1\n")
 	})
 	// alias of the template, by name
@@ -372,7 +374,7 @@ WantedBy=multi-user.target
 		t.Errorf("alias: %q", id)
 	}
 	var pids []int
-	waitFor(t, 2*time.Second, "tree processes", func() bool {
+	testutil.Until(t, 2*time.Second, "tree processes", func() bool {
 		pids = pids[:0]
 		for _, p := range n.nsPIDs() {
 			if strings.HasPrefix(procCmdline(p), "/bin/sleep 100") {
@@ -490,7 +492,7 @@ WantedBy=multi-user.target
 `, roleEnv, bin))
 	n.start()
 	n.must("start", "--no-block", "hung")
-	waitFor(t, 5*time.Second, "activating", func() bool { return n.prop("hung", "ActiveState") == "activating" })
+	testutil.Until(t, 5*time.Second, "activating", func() bool { return n.prop("hung", "ActiveState") == "activating" })
 	t0 := time.Now()
 	n.must("stop", "hung")
 	if d := time.Since(t0); d > 10*time.Second {
@@ -503,7 +505,7 @@ WantedBy=multi-user.target
 	n.must("enable", "hung")
 	n.stop()
 	n.start()
-	waitFor(t, 5*time.Second, "activating", func() bool { return n.prop("hung", "ActiveState") == "activating" })
+	testutil.Until(t, 5*time.Second, "activating", func() bool { return n.prop("hung", "ActiveState") == "activating" })
 	t0 = time.Now()
 	if err := n.stop(); err != nil {
 		t.Fatal(err)
@@ -535,10 +537,10 @@ ExecStart=`+listen+`
 	n.start()
 	n.must("start", "capable", "incapable")
 	logs := filepath.Join(n.logs, "mailfleet-lab")
-	waitFor(t, 5*time.Second, "bound", func() bool {
+	testutil.Until(t, 5*time.Second, "bound", func() bool {
 		return strings.Contains(readFile(t, filepath.Join(logs, "capable.service.log")), "bound uid=65534")
 	})
-	waitFor(t, 5*time.Second, "refused", func() bool {
+	testutil.Until(t, 5*time.Second, "refused", func() bool {
 		return strings.Contains(readFile(t, filepath.Join(logs, "incapable.service.log")), "bind: Permission denied")
 	})
 	if st := n.prop("capable", "ActiveState"); st != "active" {
@@ -552,14 +554,14 @@ func TestMaskedAndRemainAfterExit(t *testing.T) {
 	n.writeUnit("hidden.service", "[Service]\nExecStart=/bin/sleep 1000\n")
 	n.start()
 	n.must("start", "once")
-	waitFor(t, 3*time.Second, "exited", func() bool { return n.prop("once", "SubState") == "exited" })
+	testutil.Until(t, 3*time.Second, "exited", func() bool { return n.prop("once", "SubState") == "exited" })
 	if st := n.prop("once", "ActiveState"); st != "active" {
 		t.Errorf("RemainAfterExit: %s", st)
 	}
 	// a changed unit file is noticed on the next start, without daemon-reload
 	n.writeUnit("once.service", "[Service]\nExecStart=/bin/echo version two\nRemainAfterExit=yes\n")
 	n.must("restart", "once")
-	waitFor(t, 3*time.Second, "new ExecStart", func() bool {
+	testutil.Until(t, 3*time.Second, "new ExecStart", func() bool {
 		return strings.Contains(readFile(t, filepath.Join(n.logs, "mailfleet-lab", "once.service.log")), "version two")
 	})
 	// a unit file in /etc/systemd/system cannot be masked; one in /lib can
@@ -612,7 +614,7 @@ func TestConcurrentClients(t *testing.T) {
 		t.Error(e)
 	}
 	for _, u := range []string{"a", "b", "c"} {
-		waitFor(t, 5*time.Second, u+" active", func() bool { return n.prop(u, "ActiveState") == "active" })
+		testutil.Until(t, 5*time.Second, u+" active", func() bool { return n.prop(u, "ActiveState") == "active" })
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/mailfleet/mailfleet/runtime/config"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // openHeld opens n connections through addr one after another and keeps
@@ -55,7 +57,7 @@ func TestLeastConnSpreadsLongLivedConnections(t *testing.T) {
 			c.Close()
 		}
 	}
-	waitFor(t, "b1 to have no connections", func() bool { return backendState(b, "imap", "b1").Active == 0 })
+	testutil.Until(t, time.Minute, "b1 to have no connections", func() bool { return backendState(b, "imap", "b1").Active == 0 })
 	counts, _ = openHeld(t, addr, 10)
 	if counts["b1"] != 10 {
 		t.Fatalf("after b1 was freed, 10 connections went %v, want all to b1", counts)
@@ -294,7 +296,7 @@ func TestProxyProtocolV2CarriesClientAndSessionID(t *testing.T) {
 	for _, c := range clients {
 		c.Close()
 	}
-	waitFor(t, "session logs", func() bool { return len(logs.records("session")) == 2 })
+	testutil.Until(t, time.Minute, "session logs", func() bool { return len(logs.records("session")) == 2 })
 	for _, r := range logs.records("session") {
 		if !ids[r["session"].(string)] || r["backend"] != "b1" || r["service"] != "imap" {
 			t.Errorf("session log %v does not carry a forwarded session id", r)
@@ -343,7 +345,7 @@ func TestLimitsRefuseCleanly(t *testing.T) {
 	refused(open("127.0.0.11"), "fifth in total")
 	// A freed slot is taken again.
 	a1.Close()
-	waitFor(t, "a slot to be freed", func() bool { return b.limiter.open() == 3 })
+	testutil.Until(t, time.Minute, "a slot to be freed", func() bool { return b.limiter.open() == 3 })
 	if c := open("127.0.0.7"); c.backendName() != "b1" {
 		t.Fatalf("after a close: %q", c.greeting)
 	}
@@ -386,7 +388,7 @@ func TestReloadAddsRemovesAndDrains(t *testing.T) {
 	}
 	// The drained backend disappears once its last session ends.
 	old.Close()
-	waitFor(t, "b1 to drain", func() bool { return backendState(b, "imap", "b1").State == "absent" })
+	testutil.Until(t, time.Minute, "b1 to drain", func() bool { return backendState(b, "imap", "b1").State == "absent" })
 	if len(logs.records("backend drained")) != 1 {
 		t.Fatalf("no drained log")
 	}

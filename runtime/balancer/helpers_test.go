@@ -15,6 +15,8 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/mailfleet/mailfleet/runtime/config"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // greetings are the ready lines of the test front-ends.
@@ -240,19 +242,6 @@ func startBalancer(t *testing.T, cfg *config.Balancer) (*Balancer, *syncBuffer) 
 	return b, logs
 }
 
-// waitFor polls cond for up to a minute: long enough for a loaded
-// machine, and no test asserts on how long it took.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // backendState is the state of service svc's backend name in b's Status.
 func backendState(b *Balancer, svc, name string) BackendStatus {
 	for _, s := range b.Status().Services {
@@ -270,7 +259,7 @@ func backendState(b *Balancer, svc, name string) BackendStatus {
 
 func waitState(t *testing.T, b *Balancer, svc, name, state string) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%s/%s %s", svc, name, state), func() bool { return backendState(b, svc, name).State == state })
+	testutil.Until(t, time.Minute, fmt.Sprintf("%s/%s %s", svc, name, state), func() bool { return backendState(b, svc, name).State == state })
 }
 
 // client is one connection through the balancer.

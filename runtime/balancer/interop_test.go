@@ -6,8 +6,11 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailfleet/mailfleet/runtime/store/proxyhdr"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // TestProxyHeaderReadByStoreListener: a listener wrapped the way the
@@ -51,7 +54,7 @@ func TestProxyHeaderReadByStoreListener(t *testing.T) {
 		t.Fatalf("store-side view %q, want client %s and a session id", c.greeting, c.LocalAddr())
 	}
 	c.Close()
-	waitFor(t, "the session log", func() bool { return len(logs.records("session")) == 1 })
+	testutil.Until(t, time.Minute, "the session log", func() bool { return len(logs.records("session")) == 1 })
 	if got := logs.records("session")[0]["session"]; got != f[3] {
 		t.Fatalf("balancer logged session %v, the store saw %s", got, f[3])
 	}

@@ -44,8 +44,6 @@ const (
 	sessions          = 1000 // per front-end node
 	loopbackCIDR      = "127.0.0.0/8"
 	rootDirMode       = 0o700
-	balancerAdminPort = 9100 // as render gives the balancer and front-end nodes
-	frontendAdminPort = 9101
 )
 
 // The roles, in address order after the balancer's two addresses: the
@@ -410,10 +408,9 @@ func (c *Cluster) startStore(name, fqdn string, vip netip.Addr) error {
 		Domains:         []string{Domain},
 		TrustedNetworks: []string{loopbackCIDR},
 		Resolver:        config.Resolver{Nameservers: []config.Nameserver{}},
-		Limits: config.Limits{MaxConnections: sessions * len(frontendNames), PreAuthTimeout: config.Duration(5 * time.Minute),
-			IdleTimeout: config.Duration(31 * time.Minute), FailedLoginDelay: config.Duration(500 * time.Millisecond),
-			MaxMessageBytes: 50 << 20, MaxRecipients: 1000},
+		Limits:          config.DefaultLimits(),
 	}
+	cfg.Limits.MaxConnections = sessions * len(frontendNames)
 	logFile, err := store.LogFile(cfg)
 	if err != nil {
 		return err
@@ -507,7 +504,7 @@ func (c *Cluster) startFrontends(lay layout) error {
 		listen := func(port int) string { return netip.AddrPortFrom(ip, uint16(port)).String() }
 		admin := c.ports[name+"/admin"]
 		if admin == 0 {
-			admin = frontendAdminPort
+			admin = config.FrontendAdminPort
 		}
 		if !portFree(ip, admin) {
 			admin = 0
@@ -522,11 +519,10 @@ func (c *Cluster) startFrontends(lay layout) error {
 			LDAP:          c.ldapConfig(),
 			Instances:     c.routes(),
 			Domains:       []string{Domain},
-			Limits: config.Limits{MaxConnections: sessions, PreAuthTimeout: config.Duration(5 * time.Minute),
-				IdleTimeout: config.Duration(31 * time.Minute), FailedLoginDelay: config.Duration(500 * time.Millisecond),
-				MaxMessageBytes: 50 << 20, MaxRecipients: 1000},
-			LogFile: c.path("log", "frontend-"+name+".log"),
+			Limits:        config.DefaultLimits(),
+			LogFile:       c.path("log", "frontend-"+name+".log"),
 		}
+		cfg.Limits.MaxConnections = sessions
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
@@ -574,7 +570,7 @@ func (c *Cluster) startBalancer(lay layout) error {
 	for try := 0; ; try++ {
 		admin := c.ports["balancer/admin"]
 		if admin == 0 {
-			admin = balancerAdminPort
+			admin = config.BalancerAdminPort
 		}
 		if try > 0 || !portFree(lay.balancerNode, admin) {
 			admin = 0
@@ -583,7 +579,7 @@ func (c *Cluster) startBalancer(lay layout) error {
 			FormatVersion: config.FormatVersion,
 			Node:          balancerName,
 			Admin:         netip.AddrPortFrom(lay.balancerNode, uint16(admin)).String(),
-			Limits:        config.Limits{MaxConnections: sessions * len(frontendNames), MaxPerClient: 256, IdleTimeout: config.Duration(31 * time.Minute)},
+			Limits:        config.Limits{MaxConnections: sessions * len(frontendNames), MaxPerClient: config.DefaultMaxPerClient, IdleTimeout: config.DefaultLimits().IdleTimeout},
 		}
 		for _, proto := range protocols {
 			port := 0

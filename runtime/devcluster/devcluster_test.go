@@ -210,7 +210,7 @@ func checkTopology(t *testing.T, info devcluster.Info) {
 		t.Fatalf("balancers: %+v", topo.Balancers)
 	}
 	lb := topo.Balancers[0]
-	if got := at(lb.Nodes[0].Address, spec.AdminPortBalancer); got != info.BalancerAdmin {
+	if got := at(lb.Nodes[0].Address, config.BalancerAdminPort); got != info.BalancerAdmin {
 		t.Logf("balancer admin %s is not at the rendered port (%s): it was taken", info.BalancerAdmin, got)
 	}
 	for _, s := range lb.Services {

@@ -86,7 +86,6 @@ func DevConfig(dir string) (*config.Store, DevCredentials, error) {
 		PasswdFile:      passwd,
 		Domains:         []string{DevDomain},
 	}
-	cfg.Limits.FailedLoginDelay = config.Duration(500_000_000)
 	if err := cfg.Validate(); err != nil {
 		return nil, cred, err
 	}

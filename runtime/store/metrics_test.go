@@ -8,9 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // scrape reads /metrics, checks that it is well-formed Prometheus text
@@ -212,7 +215,7 @@ func TestMetricsCountSessionsAndFailures(t *testing.T) {
 	// Closed sessions leave the gauge.
 	open.Logout().Wait()
 	open.Close()
-	waitFor(t, "the IMAP session gauge to drop", func() bool {
+	testutil.Until(t, time.Minute, "the IMAP session gauge to drop", func() bool {
 		return scrape(t, addrs["admin"])[`mailfleet_store_sessions{`+inst+`listener="imap"}`] == 0
 	})
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -17,6 +16,8 @@ import (
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/ocf"
 	"github.com/mailfleet/mailfleet/runtime/store/auth"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // writeTestConfig writes a store config on 127.0.0.1 with free ports.
@@ -154,7 +155,7 @@ func TestStoreAgentUser(t *testing.T) {
 	storage, logs := filepath.Join(dir, "mnt", "storage"), filepath.Join(dir, "log")
 	os.MkdirAll(storage, 0o755)
 	os.WriteFile(filepath.Join(storage, "old"), nil, 0o600) // root's, from before
-	adminPort := freeTCPPort(t)
+	adminPort := testutil.FreePort(t, "127.0.0.1")
 	cfg := writeConfig(t, dir, func(c *config.Store) {
 		c.StoragePath = storage
 		c.QueuePath, c.RunPath = filepath.Join(storage, "queue"), filepath.Join(storage, "run")
@@ -264,15 +265,4 @@ func TestStoreAgentStartFailure(t *testing.T) {
 	if b, _ := os.ReadFile(errlog); !strings.Contains(string(b), "missing.crt") {
 		t.Errorf("%s: %q", errlog, b)
 	}
-}
-
-// freeTCPPort is a port of 127.0.0.1 that was free a moment ago.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

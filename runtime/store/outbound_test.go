@@ -21,6 +21,8 @@ import (
 
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/store/internal/testpeers"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // startInstance runs an instance in process on the config of
@@ -54,18 +56,6 @@ func startInstance(t *testing.T, edit func(*config.Store)) *Instance {
 	})
 	t.Cleanup(func() { in.Shutdown(context.Background()) })
 	return in
-}
-
-// waitFor polls cond until it holds; the bound only keeps a broken build
-// from hanging, nothing is asserted about time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; !cond(); i++ {
-		if i == 1200 {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // sendFrom hands a message over the way a front-end router does: SMTP from
@@ -129,7 +119,7 @@ func TestOutboundThroughRealMTA(t *testing.T) {
 	if err := sendFrom(t, "127.0.0.1", addrs["smtp"], client, user, []string{"friend@good.test"}, "Subject: to a friend\r\n\r\nhello over there\r\n"); err != nil {
 		t.Fatalf("relay: %v", err)
 	}
-	waitFor(t, "delivery to smtp-sink", func() bool { n, _ := in.queue.Len(); return n == 0 })
+	testutil.Until(t, time.Minute, "delivery to smtp-sink", func() bool { n, _ := in.queue.Len(); return n == 0 })
 	msgs := sink.Messages(t)
 	if len(msgs) != 1 {
 		t.Fatalf("smtp-sink got %d messages", len(msgs))
@@ -149,7 +139,7 @@ func TestOutboundThroughRealMTA(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The deferred message stays queued and is tried again.
-	waitFor(t, "a second attempt at later@soft.test", func() bool {
+	testutil.Until(t, time.Minute, "a second attempt at later@soft.test", func() bool {
 		envs, _ := in.queue.Entries()
 		for _, e := range envs {
 			if e.Recipients[0].Address == "later@soft.test" && e.Attempts >= 2 && e.Recipients[0].State == "pending" {
@@ -161,7 +151,7 @@ func TestOutboundThroughRealMTA(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, "the end of the retry period", func() bool { n, _ := in.queue.Len(); return n == 0 })
+	testutil.Until(t, time.Minute, "the end of the retry period", func() bool { n, _ := in.queue.Len(); return n == 0 })
 
 	// The sender reads both notifications over IMAP.
 	c, err := imapclient.DialInsecure(addrs["imap"], nil)

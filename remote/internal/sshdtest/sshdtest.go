@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // Server is one running sshd.
@@ -120,7 +122,7 @@ func Start(t testing.TB, authorized []string, o Options) *Server {
 
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		s.Port = freePort(t, o.Host)
+		s.Port = testutil.FreePort(t, o.Host)
 		cfg := filepath.Join(dir, "sshd_config")
 		conf := fmt.Sprintf(`ListenAddress %s
 HostKey %s
@@ -202,15 +204,6 @@ func waitListen(addr string, exited chan error) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
-}
-
-func freePort(t testing.TB, host string) int {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func must(t testing.TB, err error) {

@@ -14,6 +14,7 @@ import (
 	goimap "github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/store/auth"
 	"github.com/mailfleet/mailfleet/runtime/store/maildir"
 	"github.com/mailfleet/mailfleet/runtime/store/proxyhdr"
@@ -32,7 +33,7 @@ type Options struct {
 	// before TLS unless AllowInsecureAuth.
 	TLSConfig         *tls.Config
 	AllowInsecureAuth bool
-	// FailedLoginDelay is waited before answering a failed login (0: 2s).
+	// FailedLoginDelay is waited before answering a failed login (0: config.DefaultFailedLoginDelay).
 	FailedLoginDelay time.Duration
 	// AppendLimit bounds APPEND (0: 50 MiB).
 	AppendLimit uint32
@@ -66,7 +67,7 @@ var defaultSpecialUse = map[string]goimap.MailboxAttr{
 // New returns a server.
 func New(opts Options) *Server {
 	if opts.FailedLoginDelay == 0 {
-		opts.FailedLoginDelay = 2 * time.Second
+		opts.FailedLoginDelay = config.DefaultFailedLoginDelay
 	}
 	if opts.AppendLimit == 0 {
 		opts.AppendLimit = 50 << 20

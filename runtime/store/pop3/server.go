@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/store/auth"
 	"github.com/mailfleet/mailfleet/runtime/store/maildir"
 	"github.com/mailfleet/mailfleet/runtime/store/proxyhdr"
@@ -38,7 +39,7 @@ type Options struct {
 	MaxLineLength int
 	// IdleTimeout ends a silent session (0: 10 minutes, RFC 1939's minimum).
 	IdleTimeout time.Duration
-	// FailedLoginDelay is waited before answering a failed login (0: 2s).
+	// FailedLoginDelay is waited before answering a failed login (0: config.DefaultFailedLoginDelay).
 	FailedLoginDelay time.Duration
 	// MaxAuthFailures closes the connection after that many failures (0: 3).
 	MaxAuthFailures int
@@ -69,7 +70,7 @@ func New(opts Options) *Server {
 		opts.IdleTimeout = 10 * time.Minute
 	}
 	if opts.FailedLoginDelay == 0 {
-		opts.FailedLoginDelay = 2 * time.Second
+		opts.FailedLoginDelay = config.DefaultFailedLoginDelay
 	}
 	if opts.MaxAuthFailures == 0 {
 		opts.MaxAuthFailures = 3
