@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mailfleet/mailfleet/runtime/ocf"
+	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/spectest"
 )
@@ -117,12 +117,12 @@ func TestOCFAgentFiles(t *testing.T) {
 	for _, h := range out.Hosts {
 		got := map[string]bool{}
 		for _, f := range h.Files {
-			name, ok := strings.CutPrefix(f.Path, ocf.Dir+"/")
+			name, ok := strings.CutPrefix(f.Path, shim.Dir+"/")
 			if !ok {
 				continue
 			}
 			got[name] = true
-			if !bytes.Equal(f.Content, ocf.Shim(name, daemonBinary)) || f.Mode != 0o755 || f.Owner != "root" ||
+			if !bytes.Equal(f.Content, shim.Script(name, daemonBinary)) || f.Mode != 0o755 || f.Owner != "root" ||
 				f.Group != "root" || f.Sensitive || len(f.Actions) > 0 {
 				t.Errorf("%s: %s %o %s:%s sensitive=%v actions=%s", h.Node, f.Path, f.Mode, f.Owner, f.Group, f.Sensitive, actionSummary(f))
 			}

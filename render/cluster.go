@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mailfleet/mailfleet/runtime/ocf"
+	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/templates"
 )
@@ -37,7 +37,7 @@ const (
 	cibStickiness = 100
 	// storeAgentPath is the store's OCF agent (ocf:mailfleet:store); the
 	// legacy cluster.conf runs it as the instances' shared script resource.
-	storeAgentPath = ocf.Dir + "/store"
+	storeAgentPath = shim.Dir + "/store"
 )
 
 // Corosync totem timings: a node is declared lost token + consensus after
@@ -1050,12 +1050,12 @@ func runsHere(rsc string) string {
 }
 
 // addOCFAgents installs mailfleet's resource agents names (runtime/ocf) on
-// node: a shim each in ocf.Dir, and the mailfleetd binary that implements
+// node: a shim each in shim.Dir, and the mailfleetd binary that implements
 // them. acts are the binary's actions (a store node restarts its store).
 func addOCFAgents(b *builder, node string, acts []*Action, names ...string) error {
 	for _, name := range names {
-		if err := addDaemonFileOnce(b, node, &File{Path: ocf.Dir + "/" + name, Mode: 0o755, Owner: "root", Group: "root",
-			Content: ocf.Shim(name, daemonBinary)}); err != nil {
+		if err := addDaemonFileOnce(b, node, &File{Path: shim.Dir + "/" + name, Mode: 0o755, Owner: "root", Group: "root",
+			Content: shim.Script(name, daemonBinary)}); err != nil {
 			return err
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -575,18 +574,3 @@ func FuzzCheckGreeting(f *testing.F) {
 	})
 }
 
-// TestImportRules enforces the layout rule: the balancer never imports
-// spec, render or remote.
-func TestImportRules(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-test", "github.com/mailfleet/mailfleet/runtime/balancer").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for _, pkg := range strings.Fields(string(out)) {
-		for _, banned := range []string{"/spec", "/render", "/remote"} {
-			if strings.HasPrefix(pkg, "github.com/mailfleet/mailfleet"+banned) {
-				t.Errorf("runtime/balancer depends on %s", pkg)
-			}
-		}
-	}
-}

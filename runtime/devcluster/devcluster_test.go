@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/devcluster"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/decode"
@@ -474,20 +475,4 @@ func TestDevCluster(t *testing.T) {
 	checkTopology(t, p2.info)
 	checkMail(t, p2.info, runClients(t, p2.info, p2.raw, "read"))
 	p2.stop(t, syscall.SIGTERM)
-}
-
-// TestImportRules: the development cluster is runtime: it never imports
-// spec, render or remote (its tests may).
-func TestImportRules(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "github.com/mailfleet/mailfleet/runtime/devcluster").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for _, pkg := range strings.Fields(string(out)) {
-		for _, banned := range []string{"/spec", "/render", "/remote"} {
-			if strings.HasPrefix(pkg, "github.com/mailfleet/mailfleet"+banned) {
-				t.Errorf("devcluster depends on %s", pkg)
-			}
-		}
-	}
 }

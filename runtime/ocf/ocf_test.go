@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mailfleet/mailfleet/internal/programs"
+	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
 )
 
 // TestMain lets the test binary stand in for mailfleetd: run as
@@ -25,9 +26,9 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// shim writes agent name's shim for this test binary in a directory
+// installShim writes agent name's shim for this test binary in a directory
 // nobody may enter (ocf-tester runs meta-data as nobody).
-func shim(t *testing.T, name string) string {
+func installShim(t *testing.T, name string) string {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -46,7 +47,7 @@ func shim(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, Shim(name, exe), 0o755); err != nil {
+	if err := os.WriteFile(p, shim.Script(name, exe), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -55,7 +56,7 @@ func shim(t *testing.T, name string) string {
 func TestShimWithoutBinary(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "mount")
-	os.WriteFile(p, Shim("mount", filepath.Join(dir, "missing")), 0o755)
+	os.WriteFile(p, shim.Script("mount", filepath.Join(dir, "missing")), 0o755)
 	out, err := exec.Command(p, "monitor").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != ErrInstalled || !strings.Contains(string(out), "ocf-exit-reason:") {
 		t.Fatalf("shim without its binary: %v %s (want exit 5 and a reason)", err, out)
@@ -68,7 +69,7 @@ func TestShimNiceness(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("a negative niceness: root only")
 	}
-	agent := shim(t, "vip")
+	agent := installShim(t, "vip")
 	for action, want := range map[string]string{"monitor": "niceness -10", "meta-data": "niceness 0"} {
 		cmd := exec.Command(agent, action)
 		cmd.Env = append(os.Environ(), "OCF_TEST_NICENESS=1", "OCF_RESKEY_ip=10.255.255.1")
@@ -133,7 +134,7 @@ func TestMountAgent(t *testing.T) {
 		t.Skip("mounts: root only")
 	}
 	programs.Require(t, "ocf-tester", "xmllint", "unshare", "mount")
-	agent := shim(t, "mount")
+	agent := installShim(t, "mount")
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "san"), filepath.Join(dir, "mnt", "data")
 	os.MkdirAll(src, 0o755)
@@ -173,7 +174,7 @@ func TestVIPAgent(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(haBin, "send_arp")); err != nil {
 		t.Fatalf("resource-agents' send_arp is required: %v", err)
 	}
-	agent := shim(t, "vip")
+	agent := installShim(t, "vip")
 	out := sh(t, []string{"unshare", "--net"}, `
 ip link set lo up
 unshare --net sleep 60 &

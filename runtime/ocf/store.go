@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
 	"io/fs"
 	"net/http"
 	"os"
@@ -90,7 +91,7 @@ func storeBinary(e *Env) string {
 	if exe, err := os.Executable(); err == nil {
 		return exe
 	}
-	return Binary
+	return shim.Binary
 }
 
 func storeValidate(e *Env) int {

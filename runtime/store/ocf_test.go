@@ -18,6 +18,7 @@ import (
 	"github.com/mailfleet/mailfleet/runtime/store/auth"
 
 	"github.com/mailfleet/mailfleet/internal/testutil"
+	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
 )
 
 // writeTestConfig writes a store config on 127.0.0.1 with free ports.
@@ -60,7 +61,7 @@ func storeShim(t *testing.T) string {
 		os.Chmod(d, 0o755)
 	}
 	agent := filepath.Join(dir, "store")
-	if err := os.WriteFile(agent, ocf.Shim("store", bin), 0o755); err != nil {
+	if err := os.WriteFile(agent, shim.Script("store", bin), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	return agent
