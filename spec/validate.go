@@ -870,7 +870,6 @@ func (v *validator) listeners() {
 	}
 }
 
-
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

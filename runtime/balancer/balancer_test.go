@@ -573,4 +573,3 @@ func FuzzCheckGreeting(f *testing.F) {
 		}
 	})
 }
-
