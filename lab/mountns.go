@@ -113,7 +113,7 @@ func (l *Lab) persistOnce(h *Host, files []string, cpu int) (err error) {
 	for i, kind := range nsKinds {
 		src := "/proc/" + pid + "/ns/" + kind
 		if err := unix.Mount(src, files[i], "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("%w: bind %s on %s: %v", errRetryNS, src, files[i], err)
+			return fmt.Errorf("%w: bind %s on %s: %w", errRetryNS, src, files[i], err)
 		}
 		want, ok1 := nsInode(src)
 		got, ok2 := nsInode(files[i])

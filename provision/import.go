@@ -62,7 +62,7 @@ func ReadCSV(r io.Reader) ([]Row, error) {
 		}
 		addr, err := NormalizeAddress(strings.TrimSpace(rec[0]))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("line %d: %v", line, err))
+			errs = append(errs, fmt.Errorf("line %d: %w", line, err))
 			continue
 		}
 		row := Row{Line: line, Address: addr, Password: rec[1]}
@@ -76,7 +76,7 @@ func ReadCSV(r io.Reader) ([]Row, error) {
 		if len(rec) > 3 && strings.TrimSpace(rec[3]) != "" {
 			q, err := spec.ParseSize(rec[3])
 			if err != nil {
-				errs = append(errs, fmt.Errorf("line %d: %s: %v", line, addr, err))
+				errs = append(errs, fmt.Errorf("line %d: %s: %w", line, addr, err))
 				continue
 			}
 			row.Quota = &q

@@ -263,7 +263,7 @@ func (d *deploy) localBinary(name string) ([]byte, error) {
 	defer cancel()
 	outb, err := exec.CommandContext(ctx, p, "version").Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s version: %v", p, err)
+		return nil, fmt.Errorf("%s version: %w", p, err)
 	}
 	f := strings.Fields(string(outb))
 	if len(f) != 2 || f[0] != name || f[1] != version {

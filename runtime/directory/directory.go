@@ -247,7 +247,7 @@ func (d *Directory) dial() (*ldap.Conn, error) {
 		}
 		return c, nil
 	}
-	return nil, fmt.Errorf("%w: %v", ErrUnavailable, errors.Join(errs...))
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
 func (d *Directory) dialOne(u string) (*ldap.Conn, error) {
@@ -285,7 +285,7 @@ func (d *Directory) service(ctx context.Context) (*ldap.Conn, error) {
 	select {
 	case c = <-d.slots:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	case <-t.C:
 		return nil, fmt.Errorf("%w: no free service connection", ErrUnavailable)
 	}
@@ -299,7 +299,7 @@ func (d *Directory) service(ctx context.Context) (*ldap.Conn, error) {
 	if err == nil {
 		if err = c.Bind(d.cfg.BindDN, d.password); err != nil {
 			c.Close()
-			err = fmt.Errorf("%w: service bind: %v", ErrUnavailable, err)
+			err = fmt.Errorf("%w: service bind: %w", ErrUnavailable, err)
 		}
 	}
 	if err != nil {
@@ -385,13 +385,13 @@ func (d *Directory) search(ctx context.Context, address string) (Account, error)
 			// The server answered with an error: no use retrying.
 			d.put(c, false)
 			d.obs.LDAPRequest("search", "error", time.Since(start))
-			return Account{}, fmt.Errorf("%w: search: %v", ErrUnavailable, err)
+			return Account{}, fmt.Errorf("%w: search: %w", ErrUnavailable, err)
 		}
 		// A dropped connection gets one retry on a fresh one.
 		d.put(c, true)
 		if attempt == 1 {
 			d.obs.LDAPRequest("search", "error", time.Since(start))
-			return Account{}, fmt.Errorf("%w: search: %v", ErrUnavailable, err)
+			return Account{}, fmt.Errorf("%w: search: %w", ErrUnavailable, err)
 		}
 	}
 	took := time.Since(start)
@@ -480,7 +480,7 @@ func (d *Directory) Authenticate(ctx context.Context, login, password string) (A
 		}
 		c.Close()
 		d.obs.LDAPRequest("bind", "error", time.Since(start))
-		return Account{}, fmt.Errorf("%w: bind: %v", ErrUnavailable, err)
+		return Account{}, fmt.Errorf("%w: bind: %w", ErrUnavailable, err)
 	}
 	d.putBind(c)
 	d.obs.LDAPRequest("bind", "ok", time.Since(start))

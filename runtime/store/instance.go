@@ -439,7 +439,7 @@ func (in *Instance) Serve() {
 
 func isClosed(err error) bool {
 	return errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, pop3.ErrServerClosed) ||
-		strings.Contains(err.Error(), "server closed") || strings.Contains(err.Error(), "use of closed")
+		errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, imap.ErrServerClosed)
 }
 
 // Shutdown stops accepting, lets running SMTP transactions finish until

@@ -99,7 +99,7 @@ func (l *LDAP) dial() (*ldap.Conn, error) {
 		}
 		return c, nil
 	}
-	return nil, fmt.Errorf("%w: %v", ErrUnavailable, errors.Join(errs...))
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
 // service returns the bound service connection, reconnecting if needed.
@@ -114,7 +114,7 @@ func (l *LDAP) serviceLocked() (*ldap.Conn, error) {
 	}
 	if err := c.Bind(l.cfg.BindDN, l.password); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("%w: service bind: %v", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: service bind: %w", ErrUnavailable, err)
 	}
 	l.svc = c
 	return c, nil
@@ -164,7 +164,7 @@ func (l *LDAP) find(address string) (entry, bool, error) {
 		c.Close()
 		l.svc = nil
 		if attempt == 1 {
-			return entry{}, false, fmt.Errorf("%w: search: %v", ErrUnavailable, err)
+			return entry{}, false, fmt.Errorf("%w: search: %w", ErrUnavailable, err)
 		}
 	}
 	switch {
@@ -209,7 +209,7 @@ func (l *LDAP) Authenticate(ctx context.Context, username, password string) (str
 		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
 			return "", ErrInvalidCredentials
 		}
-		return "", fmt.Errorf("%w: bind: %v", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: bind: %w", ErrUnavailable, err)
 	}
 	// Checked after the bind: only the account's owner learns where it
 	// lives.

@@ -144,7 +144,7 @@ func verify(h, pw string) bool {
 // Authenticate implements Directory.
 func (p *PasswdFile) Authenticate(ctx context.Context, username, password string) (string, error) {
 	if err := p.reload(); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	addr := strings.ToLower(username)
 	p.mu.Lock()
@@ -166,7 +166,7 @@ func (p *PasswdFile) Authenticate(ctx context.Context, username, password string
 // Lookup implements Directory.
 func (p *PasswdFile) Lookup(ctx context.Context, address string) (string, bool, error) {
 	if err := p.reload(); err != nil {
-		return "", false, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return "", false, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	addr := strings.ToLower(address)
 	p.mu.Lock()

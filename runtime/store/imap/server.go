@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
@@ -53,6 +54,8 @@ type Options struct {
 type Server struct {
 	opts Options
 	srv  *imapserver.Server
+	// closed is set by Close, so that Serve's error says so.
+	closed atomic.Bool
 
 	mu       sync.Mutex
 	trackers map[*maildir.Mailbox]*tracker
@@ -109,10 +112,23 @@ func (l slogLogger) Printf(format string, args ...interface{}) {
 }
 
 // Serve accepts connections on l.
-func (s *Server) Serve(l net.Listener) error { return s.srv.Serve(l) }
+// After Close it returns ErrServerClosed.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.srv.Serve(l)
+	if s.closed.Load() {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// ErrServerClosed is what Serve returns once Close was called.
+var ErrServerClosed = errors.New("imap: server closed")
 
 // Close closes the listeners and connections.
-func (s *Server) Close() error { return s.srv.Close() }
+func (s *Server) Close() error {
+	s.closed.Store(true)
+	return s.srv.Close()
+}
 
 // tracker follows one mailbox for all sessions that selected it.
 type tracker struct {

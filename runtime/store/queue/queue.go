@@ -366,7 +366,7 @@ func (q *Queue) exchangers(ctx context.Context, domain string) ([]string, error)
 	for _, mx := range mxs {
 		h := strings.TrimSuffix(mx.Host, ".")
 		if h == "" {
-			return nil, errors.New("domain accepts no mail (null MX, RFC 7505)")
+			return nil, ErrNullMX
 		}
 		hosts = append(hosts, h)
 	}
@@ -375,6 +375,10 @@ func (q *Queue) exchangers(ctx context.Context, domain string) ([]string, error)
 	}
 	return hosts, nil
 }
+
+// ErrNullMX is the lookup of a domain that publishes a null MX: it
+// accepts no mail, so its recipients fail at once (556 5.1.10).
+var ErrNullMX = errors.New("domain accepts no mail (null MX, RFC 7505)")
 
 func (q *Queue) deliverDomain(ctx context.Context, env *Envelope, domain string, idx []int, msg []byte) {
 	setAll := func(state, status, remote string) {
@@ -387,7 +391,7 @@ func (q *Queue) deliverDomain(ctx context.Context, env *Envelope, domain string,
 	hosts, err := q.exchangers(ctx, domain)
 	if err != nil {
 		setAll("pending", "DNS: "+err.Error(), "")
-		if strings.Contains(err.Error(), "null MX") {
+		if errors.Is(err, ErrNullMX) {
 			setAll("failed", "556 5.1.10 "+err.Error(), "")
 		}
 		return
@@ -515,7 +519,7 @@ func (q *Queue) startTLS(conn net.Conn, host string) (net.Conn, error) {
 	fmt.Fprint(conn, "STARTTLS\r\n")
 	if rep, err := readReply(br); err != nil || !strings.HasPrefix(rep, "220") {
 		conn.Close()
-		return nil, fmt.Errorf("STARTTLS refused: %q %v", rep, err)
+		return nil, fmt.Errorf("STARTTLS refused: %q %w", rep, err)
 	}
 	if br.Buffered() > 0 {
 		conn.Close()

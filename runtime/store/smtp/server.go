@@ -120,8 +120,12 @@ type slogLogger struct{ l *slog.Logger }
 func (l slogLogger) Printf(format string, v ...interface{}) { l.l.Error(fmt.Sprintf(format, v...)) }
 func (l slogLogger) Println(v ...interface{})               { l.l.Error(fmt.Sprint(v...)) }
 
-// Serve accepts connections on l.
+// Serve accepts connections on l. After Shutdown it returns
+// ErrServerClosed.
 func (s *Server) Serve(l net.Listener) error { return s.srv.Serve(l) }
+
+// ErrServerClosed is what Serve returns once the server is shut down.
+var ErrServerClosed = gosmtp.ErrServerClosed
 
 // Shutdown stops accepting and waits for the running transactions until
 // ctx ends; then it closes what is left.
