@@ -1,12 +1,12 @@
 package render
 
 import (
-	"crypto/sha1"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"strings"
 
+	"github.com/mailfleet/mailfleet/internal/ssha"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/templates"
 )
@@ -178,7 +178,7 @@ func slapdConf(b *builder, d *spec.Directory) ([]byte, error) {
 		MaxSize:    slapdMaxSize,
 		Suffix:     slapdQuote(d.Base),
 		RootDN:     slapdQuote(d.AdminDN),
-		RootPW:     slapdSSHA(clusterSecretValue(d.AdminPassword), b.keys.Bytes("ldap/rootpw-salt", 8)),
+		RootPW:     ssha.Hash(clusterSecretValue(d.AdminPassword), b.keys.Bytes("ldap/rootpw-salt", 8)),
 		DataDir:    ldapDataDir(d),
 		Indexes:    []string{"objectClass eq", "uid eq"},
 	}
@@ -207,16 +207,6 @@ func slapdConf(b *builder, d *spec.Directory) ([]byte, error) {
 // escape inside and outside quotes (so a DN's own "\," must be doubled).
 func slapdQuote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
-
-// slapdSSHA is OpenLDAP's {SSHA} scheme: SHA-1 over the password and the
-// salt, then the salt, in base64. The salt comes from the site secret, so
-// the same topology gives the same file.
-func slapdSSHA(password string, salt []byte) string {
-	h := sha1.New()
-	h.Write([]byte(password))
-	h.Write(salt)
-	return "{SSHA}" + base64.StdEncoding.EncodeToString(append(h.Sum(nil), salt...))
 }
 
 // --- the base LDIF ---
@@ -290,7 +280,7 @@ func ldapBaseEntries(b *builder, d *spec.Directory) ([]byte, error) {
 	}
 	entry = append(entry,
 		"description: mailfleet service account: looks accounts up, writes nothing",
-		ldifLine("userPassword", slapdSSHA(clusterSecretValue(d.ServicePassword), b.keys.Bytes("ldap/servicepw-salt", 8))))
+		ldifLine("userPassword", ssha.Hash(clusterSecretValue(d.ServicePassword), b.keys.Bytes("ldap/servicepw-salt", 8))))
 	v.Entries = append(v.Entries, entry)
 	return templates.Execute("ldap-base.ldif.tmpl", v)
 }

@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/ssha"
 	"github.com/mailfleet/mailfleet/spec/spectest"
 )
 
@@ -313,7 +314,7 @@ func TestSlapdAccess(t *testing.T) {
 		"objectClass: inetOrgPerson\nobjectClass: inetLocalMailRecipient\n" +
 		"uid: alice@example.com\ncn: Alice\nsn: Alice\nmailHost: axigen1.backend.cluster\n" +
 		"mailLocalAddress: alice@example.com\n" +
-		"userPassword: " + slapdSSHA("alice-pw", []byte("saltsalt")) + "\n"
+		"userPassword: " + ssha.Hash("alice-pw", []byte("saltsalt")) + "\n"
 	ldif := clWrite(t, dir, "all.ldif", append(fileAt(t, out, "ldapnode", ldapBaseLDIF).Content, "\n"+account...))
 	if msg, err := exec.Command(slapadd, "-f", conf, "-l", ldif).CombinedOutput(); err != nil {
 		t.Fatalf("slapadd: %v\n%s", err, msg)

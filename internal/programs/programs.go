@@ -27,7 +27,7 @@ var Packages = map[string]string{
 	"ssh-agent": "openssh-client", "ssh-add": "openssh-client",
 	"sh": "dash", "dpkg-query": "dpkg", "arping": "iputils-arping", "fuser": "psmisc", "modprobe": "kmod",
 	// directory
-	"slapd": "slapd", "slapadd": "slapd", "slaptest": "slapd",
+	"slapd": "slapd", "slapadd": "slapd", "slaptest": "slapd", "slappasswd": "slapd",
 	"ldapsearch": "ldap-utils", "ldapadd": "ldap-utils", "ldapmodify": "ldap-utils", "ldapwhoami": "ldap-utils",
 	// DNS
 	"named": "bind9", "named-checkzone": "bind9-utils", "named-checkconf": "bind9-utils",

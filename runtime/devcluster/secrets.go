@@ -2,11 +2,11 @@ package devcluster
 
 import (
 	"crypto/rand"
-	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mailfleet/mailfleet/internal/ssha"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,10 +164,11 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// ssha is OpenLDAP's {SSHA} scheme with a random salt.
-func ssha(password string) string {
-	salt := make([]byte, 8)
-	rand.Read(salt)
-	sum := sha1.Sum(append([]byte(password), salt...))
-	return "{SSHA}" + base64.StdEncoding.EncodeToString(append(sum[:], salt...))
+// sshaOf is OpenLDAP's {SSHA} form of a generated (never empty) password.
+func sshaOf(password string) string {
+	h, err := ssha.New(password)
+	if err != nil {
+		panic("devcluster: " + err.Error())
+	}
+	return h
 }

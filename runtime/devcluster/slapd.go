@@ -85,7 +85,7 @@ func (s *slapd) PID() int { return s.cmd.Process.Pid }
 func (s *slapd) writeConf(url, rootPassword string) error {
 	v := slapdView{URL: url, PidFile: slapdQuote(s.pidFile()), ArgsFile: slapdQuote(filepath.Join(s.dir, "slapd.args")),
 		ModulePath: slapdQuote(s.moduleDir), MaxSize: 1 << 30, Suffix: slapdQuote(Suffix), RootDN: slapdQuote(AdminDN),
-		RootPW: ssha(rootPassword), DataDir: slapdQuote(s.dataDir()), ServiceDN: slapdQuote(ServiceDN),
+		RootPW: sshaOf(rootPassword), DataDir: slapdQuote(s.dataDir()), ServiceDN: slapdQuote(ServiceDN),
 		Indexes: []string{"objectClass eq", "uid eq", "mailLocalAddress eq", "mailHost eq"}}
 	for _, name := range ldapSchemas {
 		v.Schemas = append(v.Schemas, slapdQuote(filepath.Join(s.schemaDir, name+".schema")))
@@ -256,14 +256,14 @@ func seed(url string, sec *secrets, homes map[string]string) error {
 		{dn: Suffix, classes: []string{"dcObject", "organization"}, attrs: [][2]string{{"dc", "mailfleet"}, {"o", "mailfleet development cluster"}}},
 		{dn: ServiceDN, classes: []string{"organizationalRole", "simpleSecurityObject"}, attrs: [][2]string{{"cn", "mailfleet"},
 			{"description", "mailfleet service account: looks accounts up, writes nothing"}},
-			update: [][2]string{{"userPassword", ssha(sec.LDAPService)}}},
+			update: [][2]string{{"userPassword", sshaOf(sec.LDAPService)}}},
 		{dn: PeopleDN, classes: []string{"organizationalUnit"}, attrs: [][2]string{{"ou", "people"}}},
 	}
 	for _, a := range sec.Accounts {
 		entries = append(entries, entry{dn: accountDN(a.User), classes: []string{"account", "inetLocalMailRecipient", "simpleSecurityObject"},
 			attrs: [][2]string{{"uid", a.User}},
 			update: [][2]string{{"mailLocalAddress", a.User}, {HostAttribute, homes[a.Instance]},
-				{"userPassword", ssha(a.Password)}}})
+				{"userPassword", sshaOf(a.Password)}}})
 	}
 	for _, e := range entries {
 		add := ldap.NewAddRequest(e.dn, nil)

@@ -1,9 +1,6 @@
 package slapdtest
 
 import (
-	"crypto/rand"
-	"crypto/sha1"
-	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/ssha"
 	"github.com/mailfleet/mailfleet/runtime/config"
 )
 
@@ -53,10 +51,11 @@ func (s *Server) Stop() {
 
 // SSHA returns the {SSHA} form of pw with a random salt.
 func SSHA(pw string) string {
-	salt := make([]byte, 8)
-	rand.Read(salt)
-	sum := sha1.Sum(append([]byte(pw), salt...))
-	return "{SSHA}" + base64.StdEncoding.EncodeToString(append(sum[:], salt...))
+	h, err := ssha.New(pw)
+	if err != nil {
+		panic(err) // an empty test password
+	}
+	return h
 }
 
 // Config is the connector a front-end or store would be configured with.

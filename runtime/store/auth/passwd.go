@@ -3,19 +3,14 @@ package auth
 import (
 	"bufio"
 	"context"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/sha512"
-	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"hash"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/ssha"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -123,22 +118,7 @@ func verify(h, pw string) bool {
 	if strings.HasPrefix(h, "$2") {
 		return bcrypt.CompareHashAndPassword([]byte(h), []byte(pw)) == nil
 	}
-	for pfx, newHash := range map[string]func() hash.Hash{"{SSHA}": sha1.New, "{SSHA256}": sha256.New, "{SSHA512}": sha512.New} {
-		rest, ok := strings.CutPrefix(h, pfx)
-		if !ok {
-			continue
-		}
-		raw, err := base64.StdEncoding.DecodeString(rest)
-		hh := newHash()
-		if err != nil || len(raw) <= hh.Size() {
-			return false
-		}
-		digest, salt := raw[:hh.Size()], raw[hh.Size():]
-		hh.Write([]byte(pw))
-		hh.Write(salt)
-		return subtle.ConstantTimeCompare(hh.Sum(nil), digest) == 1
-	}
-	return false
+	return ssha.Verify(h, pw)
 }
 
 // Authenticate implements Directory.
