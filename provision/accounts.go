@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"strings"
 	"time"
 )
@@ -79,10 +80,10 @@ func (ss *Session) Add(ctx context.Context, r AddRequest) (AddResult, error) {
 		// A mailbox without entry (an interrupted add or rm) is adopted
 		// rather than left orphaned beside a new one.
 		for _, name := range ss.Names {
-			if _, err := ss.Instances[name].Mailbox(ctx, addr); err == nil {
+			if _, err := ss.Instances[name].Account(ctx, addr); err == nil {
 				r.orphanOn = name
 				break
-			} else if !errors.Is(err, ErrNotFound) && r.Instance == "" && ss.Chooser.NeedsCounts() {
+			} else if !errors.Is(err, adminapi.ErrNotFound) && r.Instance == "" && ss.Chooser.NeedsCounts() {
 				return AddResult{}, err
 			}
 		}
@@ -124,13 +125,13 @@ func (ss *Session) Add(ctx context.Context, r AddRequest) (AddResult, error) {
 	if r.orphanOn == home {
 		res.Adopted = true
 	} else {
-		if _, err := inst.CreateMailbox(ctx, addr); err != nil {
+		if _, err := inst.CreateAccount(ctx, addr); err != nil {
 			return res, fmt.Errorf("%s: creating the mailbox: %w", addr, err)
 		}
 		created = true
 	}
 	if r.Quota != nil {
-		if _, err := inst.SetQuota(ctx, addr, Quota{MaxBytes: *r.Quota}); err != nil {
+		if _, err := inst.SetQuota(ctx, addr, adminapi.Quota{MaxBytes: *r.Quota}); err != nil {
 			return res, ss.rollback(addr, inst, created, fmt.Errorf("%s: setting the quota: %w", addr, err))
 		}
 	}
@@ -158,13 +159,13 @@ func (ss *Session) Add(ctx context.Context, r AddRequest) (AddResult, error) {
 }
 
 // rollback removes a mailbox Add created and says so in the error.
-func (ss *Session) rollback(addr string, inst *AdminClient, created bool, cause error) error {
+func (ss *Session) rollback(addr string, inst *adminapi.Client, created bool, cause error) error {
 	if !created {
 		return cause
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := inst.DeleteMailbox(ctx, addr); err != nil {
+	if err := inst.DeleteAccount(ctx, addr); err != nil {
 		return fmt.Errorf("%w; removing the new mailbox on %s failed too (%v): `mailfleet account check -fix` removes it", cause, inst.Name, err)
 	}
 	return fmt.Errorf("%w; the new mailbox on %s was removed again, nothing was created", cause, inst.Name)
@@ -207,25 +208,25 @@ func (ss *Session) Passwd(ctx context.Context, address, password string) error {
 }
 
 // SetQuota sets the account's quota on its home instance.
-func (ss *Session) SetQuota(ctx context.Context, address string, maxBytes int64) (Mailbox, error) {
+func (ss *Session) SetQuota(ctx context.Context, address string, maxBytes int64) (adminapi.Account, error) {
 	addr, err := NormalizeAddress(address)
 	if err != nil {
-		return Mailbox{}, err
+		return adminapi.Account{}, err
 	}
 	e, err := ss.one(addr)
 	if err != nil {
-		return Mailbox{}, err
+		return adminapi.Account{}, err
 	}
 	name := ss.InstanceOf(e.MailHost)
 	if name == "" {
-		return Mailbox{}, fmt.Errorf("%s: mailHost %q names no instance of the topology", addr, e.MailHost)
+		return adminapi.Account{}, fmt.Errorf("%s: mailHost %q names no instance of the topology", addr, e.MailHost)
 	}
 	inst := ss.Instances[name]
-	cur, err := inst.Mailbox(ctx, addr)
+	cur, err := inst.Account(ctx, addr)
 	if err != nil {
-		return Mailbox{}, err
+		return adminapi.Account{}, err
 	}
-	return inst.SetQuota(ctx, addr, Quota{MaxBytes: maxBytes, MaxMessages: cur.Quota.MaxMessages})
+	return inst.SetQuota(ctx, addr, adminapi.Quota{MaxBytes: maxBytes, MaxMessages: cur.Quota.MaxMessages})
 }
 
 // Remove stops routing (deletes every entry of the address), then removes
@@ -249,13 +250,13 @@ func (ss *Session) Remove(ctx context.Context, address string) ([]string, error)
 	var errs []error
 	for _, name := range ss.Names {
 		inst := ss.Instances[name]
-		if _, err := inst.Mailbox(ctx, addr); errors.Is(err, ErrNotFound) {
+		if _, err := inst.Account(ctx, addr); errors.Is(err, adminapi.ErrNotFound) {
 			continue
 		} else if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if err := inst.DeleteMailbox(ctx, addr); err != nil {
+		if err := inst.DeleteAccount(ctx, addr); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -272,12 +273,12 @@ func (ss *Session) Remove(ctx context.Context, address string) ([]string, error)
 
 // Account is an account as both places see it.
 type Account struct {
-	Address  string   `json:"address"`
-	DN       string   `json:"dn,omitempty"`
-	MailHost string   `json:"mail_host,omitempty"`
-	Instance string   `json:"instance,omitempty"`
-	Mailbox  *Mailbox `json:"mailbox,omitempty"`
-	Problem  string   `json:"problem,omitempty"`
+	Address  string            `json:"address"`
+	DN       string            `json:"dn,omitempty"`
+	MailHost string            `json:"mail_host,omitempty"`
+	Instance string            `json:"instance,omitempty"`
+	Mailbox  *adminapi.Account `json:"mailbox,omitempty"`
+	Problem  string            `json:"problem,omitempty"`
 }
 
 // Show describes one account.
@@ -302,8 +303,8 @@ func (ss *Session) Show(ctx context.Context, address string) (Account, error) {
 		}
 	}
 	for _, name := range ss.Names {
-		mb, err := ss.Instances[name].Mailbox(ctx, addr)
-		if errors.Is(err, ErrNotFound) {
+		mb, err := ss.Instances[name].Account(ctx, addr)
+		if errors.Is(err, adminapi.ErrNotFound) {
 			continue
 		}
 		if err != nil {

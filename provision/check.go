@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"sort"
 )
 
 // Snapshot is both places at one moment.
 type Snapshot struct {
 	Entries   []Entry
-	Mailboxes map[string]map[string]Mailbox // instance → address → mailbox
+	Mailboxes map[string]map[string]adminapi.Account // instance → address → mailbox
 }
 
 // Snapshot reads every entry and every instance's mailboxes.
@@ -19,13 +20,13 @@ func (ss *Session) Snapshot(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	snap := &Snapshot{Entries: es, Mailboxes: map[string]map[string]Mailbox{}}
+	snap := &Snapshot{Entries: es, Mailboxes: map[string]map[string]adminapi.Account{}}
 	for _, name := range ss.Names {
-		mbs, err := ss.Instances[name].Mailboxes(ctx)
+		mbs, err := ss.Instances[name].Accounts(ctx)
 		if err != nil {
 			return nil, err
 		}
-		m := make(map[string]Mailbox, len(mbs))
+		m := make(map[string]adminapi.Account, len(mbs))
 		for _, mb := range mbs {
 			m[mb.Address] = mb
 		}
@@ -201,7 +202,7 @@ func (ss *Session) Check(ctx context.Context, fix bool) ([]Problem, error) {
 						p.Fixed = "mailHost set to " + ss.Instances[hs[0]].FQDN + ", which holds the mailbox"
 						routed[addr] = hs[0]
 					}
-				} else if _, err := ss.Instances[home].CreateMailbox(ctx, addr); err != nil {
+				} else if _, err := ss.Instances[home].CreateAccount(ctx, addr); err != nil {
 					p.FixError = err.Error()
 				} else {
 					p.Fixed = "created an empty mailbox on " + home
@@ -227,7 +228,7 @@ func (ss *Session) Check(ctx context.Context, fix bool) ([]Problem, error) {
 				case mb.Usage.Messages > 0:
 					p.FixError = "it holds mail: remove it with `mailfleet account rm` or give it an entry with `mailfleet account add`"
 				default:
-					if err := ss.Instances[name].DeleteMailbox(ctx, addr); err != nil {
+					if err := ss.Instances[name].DeleteAccount(ctx, addr); err != nil {
 						p.FixError = err.Error()
 					} else {
 						p.Fixed = "removed the empty mailbox"

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 )
 
 // The reference's account entry.
@@ -43,7 +44,7 @@ type Directory struct {
 // Dialer opens a connection to addr ("host:port"), as net.Dialer's
 // DialContext does; the account commands pass one that tunnels through the
 // topology's jump host.
-type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
+type Dialer = adminapi.Dialer
 
 // NewDirectory describes how to reach and bind to the directory.
 func NewDirectory(url, base, adminDN, password, hostAttr string, startTLS bool, serverName, caFile string) (*Directory, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"io"
 	"os"
 	"time"
@@ -50,12 +51,12 @@ func (ss *Session) Move(ctx context.Context, address, to string, drain time.Dura
 		return MoveResult{}, fmt.Errorf("%s already lives on %s", addr, to)
 	}
 	src := ss.Instances[from]
-	if _, err := src.Mailbox(ctx, addr); err != nil {
+	if _, err := src.Account(ctx, addr); err != nil {
 		return MoveResult{}, fmt.Errorf("%s: its mailbox on %s: %w", addr, from, err)
 	}
-	if mb, err := dst.Mailbox(ctx, addr); err == nil && mb.Usage.Messages > 0 {
+	if mb, err := dst.Account(ctx, addr); err == nil && mb.Usage.Messages > 0 {
 		return MoveResult{}, fmt.Errorf("%s: %s already holds a mailbox with %d messages for it: run `mailfleet account check`", addr, to, mb.Usage.Messages)
-	} else if err != nil && !errors.Is(err, ErrNotFound) {
+	} else if err != nil && !errors.Is(err, adminapi.ErrNotFound) {
 		return MoveResult{}, err
 	}
 	if err := ss.EnsureDomain(ctx, domainOf(addr), ss.Chooser.DomainInstances(domainOf(addr), to)); err != nil {
@@ -76,7 +77,7 @@ func (ss *Session) Move(ctx context.Context, address, to string, drain time.Dura
 		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		errs := []error{cause}
-		if err := dst.DeleteMailbox(c, addr); err != nil {
+		if err := dst.DeleteAccount(c, addr); err != nil {
 			errs = append(errs, fmt.Errorf("removing the partial copy on %s: %w", to, err))
 		}
 		if err := src.SetMoving(c, addr, false); err != nil {
@@ -100,7 +101,7 @@ func (ss *Session) Move(ctx context.Context, address, to string, drain time.Dura
 	if err != nil {
 		return MoveResult{}, undo(err)
 	}
-	srcMB, err := src.Mailbox(ctx, addr)
+	srcMB, err := src.Account(ctx, addr)
 	if err != nil {
 		return MoveResult{}, undo(err)
 	}
@@ -118,7 +119,7 @@ func (ss *Session) Move(ctx context.Context, address, to string, drain time.Dura
 		return MoveResult{From: from, To: to, Messages: mb.Usage.Messages},
 			fmt.Errorf("%s: moved to %s, but interrupted before removing the old copy on %s (it refuses mail): `mailfleet account check -fix` reports it", addr, to, from)
 	}
-	if err := src.DeleteMailbox(ctx, addr); err != nil {
+	if err := src.DeleteAccount(ctx, addr); err != nil {
 		return MoveResult{From: from, To: to, Messages: mb.Usage.Messages},
 			fmt.Errorf("%s: moved to %s, but removing the old copy on %s failed: %w", addr, to, from, err)
 	}

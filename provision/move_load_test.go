@@ -22,6 +22,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/provision"
 	"github.com/mailfleet/mailfleet/provision/provisiontest"
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 )
 
 // frontendCacheTTL is the front-ends' positive lookup cache (the
@@ -385,7 +386,7 @@ func TestMoveUnderLoad(t *testing.T) {
 	if err != nil || acc.Instance != "inst2" || acc.Problem != "" {
 		t.Fatalf("show after the move: %+v %v", acc, err)
 	}
-	if _, err := ss.Instances["inst1"].Mailbox(ctx, addr); !errors.Is(err, provision.ErrNotFound) {
+	if _, err := ss.Instances["inst1"].Account(ctx, addr); !errors.Is(err, adminapi.ErrNotFound) {
 		t.Fatalf("inst1 still has the mailbox: %v", err)
 	}
 	newValidity, after := readInbox(t, inst2.IMAP, addr, pass, nil)

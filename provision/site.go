@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/mailfleet/mailfleet/render"
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"github.com/mailfleet/mailfleet/spec"
 )
 
@@ -17,11 +18,11 @@ import (
 // instance's admin API, the policy and the domain settings.
 type Site struct {
 	Dir       *Directory
-	Instances map[string]*AdminClient // by instance name
-	Names     []string                // sorted
+	Instances map[string]*adminapi.Client // by instance name
+	Names     []string                    // sorted
 	Chooser   *Chooser
 	// DomainSettings are given to every domain, wherever it exists.
-	DomainSettings DomainSettings
+	DomainSettings adminapi.DomainSettings
 
 	// AfterMailbox, when set, runs after the mailbox step of Add and
 	// before the LDAP step; an error stops Add there without rollback, as
@@ -81,10 +82,10 @@ func OpenWith(t *spec.Topology, o Options) (*Site, error) {
 		return nil, err
 	}
 	dir.dial = dialer("")
-	s := &Site{Dir: dir, Instances: map[string]*AdminClient{}, Chooser: NewChooser(t), byHost: map[string]string{},
+	s := &Site{Dir: dir, Instances: map[string]*adminapi.Client{}, Chooser: NewChooser(t), byHost: map[string]string{},
 		domDone: map[string]bool{}}
 	if p := t.Provisioning; p != nil {
-		s.DomainSettings = DomainSettings{DefaultQuota: Quota{MaxBytes: p.DefaultQuota}, MaxAccounts: p.AccountLimit}
+		s.DomainSettings = adminapi.DomainSettings{DefaultQuota: adminapi.Quota{MaxBytes: p.DefaultQuota}, MaxAccounts: p.AccountLimit}
 	}
 	var keys *render.Keys
 	if t.Site.Secret.Known && t.Site.Secret.Value != "" {
@@ -100,7 +101,7 @@ func OpenWith(t *spec.Topology, o Options) (*Site, error) {
 		case in.AdminSecret.Known && in.AdminSecret.Value != "":
 			secret = in.AdminSecret.Value
 		case keys != nil:
-			secret = keys.Token("admin/"+in.Name, 32) // as render derives it
+			secret = keys.AdminSecret(in.Name)
 		default:
 			return nil, fmt.Errorf("mail_instance %s: the admin secret is not available (%s) and the site secret cannot derive it", in.Name, in.AdminSecret.Source)
 		}
@@ -108,7 +109,7 @@ func OpenWith(t *spec.Topology, o Options) (*Site, error) {
 		if in.TLS != nil {
 			caFile = in.TLS.CA
 		}
-		ac, err := newAdminClient(in.Name, in.FQDN(), netip.AddrPortFrom(in.VIP, uint16(port)), secret, in.TLS != nil, caFile, dialer(in.Name))
+		ac, err := adminapi.NewClient(in.Name, in.FQDN(), netip.AddrPortFrom(in.VIP, uint16(port)), secret, in.TLS != nil, caFile, dialer(in.Name))
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +130,7 @@ func (s *Site) InstanceOf(mailHost string) string {
 }
 
 // Instance returns the admin client of a named instance.
-func (s *Site) Instance(name string) (*AdminClient, error) {
+func (s *Site) Instance(name string) (*adminapi.Client, error) {
 	if a, ok := s.Instances[name]; ok {
 		return a, nil
 	}

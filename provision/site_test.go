@@ -18,6 +18,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/provision"
 	"github.com/mailfleet/mailfleet/provision/provisiontest"
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"github.com/mailfleet/mailfleet/runtime/devcluster"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/decode"
@@ -272,7 +273,7 @@ func TestDomainPolicyAlwaysTheHome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := provision.DomainSettings{DefaultQuota: provision.Quota{MaxBytes: 100 << 20}, MaxAccounts: 50}
+	want := adminapi.DomainSettings{DefaultQuota: adminapi.Quota{MaxBytes: 100 << 20}, MaxAccounts: 50}
 	if d2["mailfleet.test"] != want {
 		t.Fatalf("inst2 domain settings %+v, want %+v", d2["mailfleet.test"], want)
 	}
@@ -280,7 +281,7 @@ func TestDomainPolicyAlwaysTheHome(t *testing.T) {
 	if _, ok := d1["mailfleet.test"]; ok {
 		t.Fatal("the domain was created on inst1 too")
 	}
-	mb, _ := ss.Instances["inst2"].Mailbox(ctx, "u0@mailfleet.test")
+	mb, _ := ss.Instances["inst2"].Account(ctx, "u0@mailfleet.test")
 	if mb.Quota.MaxBytes != 100<<20 {
 		t.Fatalf("the domain's default quota was not applied: %+v", mb)
 	}
@@ -434,7 +435,7 @@ func TestFaultDuplicateAndStrayEntries(t *testing.T) {
 	add("uid=dup@mailfleet.test,"+devcluster.PeopleDN, "dup@mailfleet.test", "inst2.cluster.test")
 	add("uid=lost@mailfleet.test,"+devcluster.Suffix, "lost@mailfleet.test", "nowhere.cluster.test")
 	add("uid=empty@mailfleet.test,"+devcluster.Suffix, "empty@mailfleet.test", "inst1.cluster.test")
-	if _, err := ss.Instances["inst2"].CreateMailbox(ctx, "lost@mailfleet.test"); err != nil {
+	if _, err := ss.Instances["inst2"].CreateAccount(ctx, "lost@mailfleet.test"); err != nil {
 		t.Fatal(err)
 	}
 	if err := ss.Passwd(ctx, "dup@mailfleet.test", "x"); err == nil || !strings.Contains(err.Error(), "2 directory entries") {

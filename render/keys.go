@@ -30,3 +30,8 @@ func (k *Keys) Hex(label string, n int) string { return hex.EncodeToString(k.Byt
 func (k *Keys) Token(label string, n int) string {
 	return base64.RawURLEncoding.EncodeToString(k.Bytes(label, n))
 }
+
+// AdminSecret is instance's admin API secret when the topology does not
+// set one: what render writes into the instance's secret file and what
+// `mailfleet account` (package provision) presents.
+func (k *Keys) AdminSecret(instance string) string { return k.Token("admin/"+instance, 32) }

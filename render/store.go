@@ -55,7 +55,7 @@ func renderStore(b *builder) error {
 		if err != nil {
 			return fmt.Errorf("instance %s: %w", inst.Name, err)
 		}
-		admin := daemonSecretValue(inst.AdminSecret, b.keys.Token("admin/"+inst.Name, 32))
+		admin := daemonSecretValue(inst.AdminSecret, b.keys.AdminSecret(inst.Name))
 		for _, n := range inst.Nodes {
 			if err := b.add(n.Name, &File{Path: storeConfigPath(inst), Mode: 0o644, Owner: "root", Group: "root",
 				Content: content}); err != nil {

@@ -102,7 +102,7 @@ func TestAccountCommands(t *testing.T) {
 
 	// check finds a difference (exit 1), -fix repairs it (exit 0).
 	ss := openSession(t, dev.Topology)
-	if _, err := ss.Instances["inst1"].CreateMailbox(t.Context(), "ghost@mailfleet.test"); err != nil {
+	if _, err := ss.Instances["inst1"].CreateAccount(t.Context(), "ghost@mailfleet.test"); err != nil {
 		t.Fatal(err)
 	}
 	check(runCLI(t, "", top, "account", "check"), 1, "orphaned mailbox: ghost@mailfleet.test on inst1")

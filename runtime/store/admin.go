@@ -9,11 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"github.com/mailfleet/mailfleet/runtime/store/maildir"
 	"github.com/mailfleet/mailfleet/runtime/store/queue"
 )
 
-// adminHandler serves the admin API (see ADMIN-API.md). Everything under
+// adminHandler serves the admin API (runtime/adminapi/ADMIN-API.md; its wire types are package adminapi). Everything under
 // /v1/ needs "Authorization: Bearer <admin secret>"; /healthz does not.
 func (in *Instance) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -45,7 +46,7 @@ func (in *Instance) requireSecret(h http.Handler) http.Handler {
 		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(in.secret)) != 1 {
 			in.metrics.refused("admin", "bad_secret")
 			time.Sleep(200 * time.Millisecond)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "admin secret required"})
+			writeJSON(w, http.StatusUnauthorized, adminapi.Error{Error: "admin secret required"})
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -55,38 +56,31 @@ func (in *Instance) requireSecret(h http.Handler) http.Handler {
 func (in *Instance) handleStatus(w http.ResponseWriter, r *http.Request) {
 	accts, err := in.store.Accounts()
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: err.Error()})
 		return
 	}
 	queued, err := in.queue.Entries()
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusInternalServerError, adminapi.Error{Error: err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, statusJSON{Instance: in.cfg.Instance, Hostname: in.cfg.Hostname, Listeners: in.Addrs(),
+	writeJSON(w, http.StatusOK, adminapi.Status{Instance: in.cfg.Instance, Hostname: in.cfg.Hostname, Listeners: in.Addrs(),
 		Uptime: time.Since(in.started).Round(time.Second).String(), Accounts: len(accts), Queued: len(queued)})
 }
 
-type accountJSON struct {
-	Address string        `json:"address"`
-	Usage   maildir.Usage `json:"usage"`
-	Quota   maildir.Quota `json:"quota"`
-	Moving  bool          `json:"moving"`
-}
-
-func (in *Instance) account(addr string) (accountJSON, error) {
+func (in *Instance) account(addr string) (adminapi.Account, error) {
 	a, err := in.store.Account(addr)
 	if err != nil {
-		return accountJSON{}, err
+		return adminapi.Account{}, err
 	}
 	u, err := a.Usage()
 	if err != nil {
-		return accountJSON{}, err
+		return adminapi.Account{}, err
 	}
 	in.mu.Lock()
 	moving := in.moving[a.Address]
 	in.mu.Unlock()
-	return accountJSON{Address: a.Address, Usage: u, Quota: a.Quota(), Moving: moving}, nil
+	return adminapi.Account{Address: a.Address, Usage: adminapi.Usage(u), Quota: adminapi.Quota(a.Quota()), Moving: moving}, nil
 }
 
 func adminError(w http.ResponseWriter, err error) {
@@ -94,7 +88,7 @@ func adminError(w http.ResponseWriter, err error) {
 	if errors.Is(err, maildir.ErrBadAddress) {
 		code = http.StatusBadRequest
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	writeJSON(w, code, adminapi.Error{Error: err.Error()})
 }
 
 func (in *Instance) handleListAccounts(w http.ResponseWriter, r *http.Request) {
@@ -103,7 +97,7 @@ func (in *Instance) handleListAccounts(w http.ResponseWriter, r *http.Request) {
 		adminError(w, err)
 		return
 	}
-	out := []accountJSON{}
+	out := []adminapi.Account{}
 	for _, a := range addrs {
 		j, err := in.account(a)
 		if err != nil {
@@ -118,7 +112,7 @@ func (in *Instance) handleListAccounts(w http.ResponseWriter, r *http.Request) {
 func (in *Instance) handleGetAccount(w http.ResponseWriter, r *http.Request) {
 	addr := r.PathValue("address")
 	if !in.store.HasAccount(addr) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such account"})
+		writeJSON(w, http.StatusNotFound, adminapi.Error{Error: "no such account"})
 		return
 	}
 	j, err := in.account(addr)
@@ -149,7 +143,7 @@ func (in *Instance) handleCreateAccount(w http.ResponseWriter, r *http.Request) 
 			}
 		}
 		if n >= ds.MaxAccounts {
-			writeJSON(w, http.StatusConflict, map[string]string{"error": "the domain's account limit is reached"})
+			writeJSON(w, http.StatusConflict, adminapi.Error{Error: "the domain's account limit is reached"})
 			return
 		}
 	}
@@ -166,7 +160,7 @@ func (in *Instance) handleSetQuota(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&q); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: err.Error()})
 		return
 	}
 	a, err := in.store.Account(r.PathValue("address"))
@@ -175,7 +169,7 @@ func (in *Instance) handleSetQuota(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.SetQuota(q); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: err.Error()})
 		return
 	}
 	j, _ := in.account(a.Address)
@@ -193,7 +187,7 @@ func (in *Instance) handleMoving(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: err.Error()})
 		return
 	}
 	local, domain, err := maildir.SplitAddress(r.PathValue("address"))
@@ -238,11 +232,11 @@ func (in *Instance) handleExport(w http.ResponseWriter, r *http.Request) {
 	moving := in.moving[addr]
 	in.mu.Unlock()
 	if !moving {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": "mark the account moving before exporting it"})
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "mark the account moving before exporting it"})
 		return
 	}
 	if !in.store.HasAccount(addr) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such account"})
+		writeJSON(w, http.StatusNotFound, adminapi.Error{Error: "no such account"})
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-tar")
@@ -258,9 +252,9 @@ func (in *Instance) handleImport(w http.ResponseWriter, r *http.Request) {
 	err := in.store.ImportAccount(r.PathValue("address"), r.Body)
 	switch {
 	case errors.Is(err, maildir.ErrAccountExists):
-		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: err.Error()})
 	case err != nil:
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: err.Error()})
 	default:
 		j, err := in.account(r.PathValue("address"))
 		if err != nil {
@@ -284,11 +278,11 @@ func (in *Instance) handleDeleteAccount(w http.ResponseWriter, r *http.Request) 
 	moving := in.moving[addr]
 	in.mu.Unlock()
 	if !moving {
-		writeJSON(w, http.StatusConflict, map[string]string{"error": "mark the account moving before deleting it"})
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: "mark the account moving before deleting it"})
 		return
 	}
 	if err := in.store.DeleteAccount(addr); errors.Is(err, maildir.ErrNoAccount) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusNotFound, adminapi.Error{Error: err.Error()})
 		return
 	} else if err != nil {
 		adminError(w, err)
@@ -298,12 +292,6 @@ func (in *Instance) handleDeleteAccount(w http.ResponseWriter, r *http.Request) 
 	delete(in.moving, addr)
 	in.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
-}
-
-type domainJSON struct {
-	Domain string `json:"domain"`
-	maildir.DomainSettings
-	Accounts int `json:"accounts"`
 }
 
 func (in *Instance) handleListDomains(w http.ResponseWriter, r *http.Request) {
@@ -317,14 +305,14 @@ func (in *Instance) handleListDomains(w http.ResponseWriter, r *http.Request) {
 		adminError(w, err)
 		return
 	}
-	out := []domainJSON{}
+	out := []adminapi.Domain{}
 	for _, d := range ds {
 		st, err := in.store.Domain(d)
 		if err != nil {
 			adminError(w, err)
 			return
 		}
-		j := domainJSON{Domain: d, DomainSettings: st}
+		j := adminapi.Domain{Domain: d, DomainSettings: wireDomain(st)}
 		for _, a := range accts {
 			if strings.HasSuffix(a, "@"+d) {
 				j.Accounts++
@@ -340,23 +328,23 @@ func (in *Instance) handleSetDomain(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: err.Error()})
 		return
 	}
 	if err := in.store.SetDomain(r.PathValue("domain"), st); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusBadRequest, adminapi.Error{Error: err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, domainJSON{Domain: strings.ToLower(r.PathValue("domain")), DomainSettings: st})
+	writeJSON(w, http.StatusOK, adminapi.Domain{Domain: strings.ToLower(r.PathValue("domain")), DomainSettings: wireDomain(st)})
 }
 
 func (in *Instance) handleDeleteDomain(w http.ResponseWriter, r *http.Request) {
 	err := in.store.DeleteDomain(r.PathValue("domain"))
 	switch {
 	case errors.Is(err, maildir.ErrNoDomain):
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusNotFound, adminapi.Error{Error: err.Error()})
 	case errors.Is(err, maildir.ErrDomainNotEmpty):
-		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+		writeJSON(w, http.StatusConflict, adminapi.Error{Error: err.Error()})
 	case err != nil:
 		adminError(w, err)
 	default:
@@ -374,4 +362,9 @@ func (in *Instance) handleQueue(w http.ResponseWriter, r *http.Request) {
 		envs = []queue.Envelope{}
 	}
 	writeJSON(w, http.StatusOK, envs)
+}
+
+// wireDomain is a domain's settings as the admin API shows them.
+func wireDomain(st maildir.DomainSettings) adminapi.DomainSettings {
+	return adminapi.DomainSettings{DefaultQuota: adminapi.Quota(st.DefaultQuota), MaxAccounts: st.MaxAccounts}
 }

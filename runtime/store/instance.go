@@ -490,16 +490,6 @@ func LogFile(cfg *config.Store) (*os.File, error) {
 	return os.OpenFile(filepath.Join(cfg.LogDir, "store-"+name+".log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 }
 
-// statusJSON is the body of GET /v1/status.
-type statusJSON struct {
-	Instance  string            `json:"instance"`
-	Hostname  string            `json:"hostname"`
-	Listeners map[string]string `json:"listeners"`
-	Uptime    string            `json:"uptime"`
-	Accounts  int               `json:"accounts"`
-	Queued    int               `json:"queued"`
-}
-
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)

@@ -1,4 +1,7 @@
-package provision
+// Package adminapi is a store instance's admin API (ADMIN-API.md): its
+// wire types, which the store serves, and the client that provision (and
+// `mailfleet account`) speaks it with. It imports nothing of mailfleet.
+package adminapi
 
 import (
 	"bytes"
@@ -17,42 +20,63 @@ import (
 	"time"
 )
 
-// Quota and Usage are the store's (0 means unlimited).
+// Quota bounds an account (0 means unlimited).
 type Quota struct {
 	MaxBytes    int64 `json:"max_bytes"`
 	MaxMessages int64 `json:"max_messages"`
 }
 
+// Usage is what an account holds.
 type Usage struct {
 	Bytes    int64 `json:"bytes"`
 	Messages int64 `json:"messages"`
 }
 
-// Mailbox is an account as an instance's admin API shows it.
-type Mailbox struct {
+// Account is an account as the admin API shows it.
+type Account struct {
 	Address string `json:"address"`
 	Usage   Usage  `json:"usage"`
 	Quota   Quota  `json:"quota"`
-	Moving  bool   `json:"moving"`
+	// Moving: deliveries get 451 while the account moves between instances.
+	Moving bool `json:"moving"`
 }
 
 // DomainSettings are the store's per-domain settings.
 type DomainSettings struct {
+	// DefaultQuota is given to accounts created in the domain.
 	DefaultQuota Quota `json:"default_quota"`
-	MaxAccounts  int   `json:"max_accounts"`
+	// MaxAccounts bounds the accounts created through the admin API (0: no
+	// limit).
+	MaxAccounts int `json:"max_accounts"`
 }
 
-type domainJSON struct {
+// Domain is one entry of GET /v1/domains.
+type Domain struct {
 	Domain string `json:"domain"`
 	DomainSettings
 	Accounts int `json:"accounts"`
 }
 
+// Status is the body of GET /v1/status.
+type Status struct {
+	Instance  string            `json:"instance"`
+	Hostname  string            `json:"hostname"`
+	Listeners map[string]string `json:"listeners"`
+	Uptime    string            `json:"uptime"`
+	Accounts  int               `json:"accounts"`
+	Queued    int               `json:"queued"`
+}
+
+// Error is the body of every answer that is not a success.
+type Error struct {
+	Error string `json:"error"`
+}
+
 // ErrNotFound is a 404 of the admin API.
 var ErrNotFound = errors.New("not found")
 
-// AdminClient talks to one instance's admin API.
-type AdminClient struct {
+// Client talks to one instance's admin API.
+type Client struct {
 	Name   string // the instance
 	FQDN   string
 	base   string // https://host:port or http://host:port
@@ -60,15 +84,13 @@ type AdminClient struct {
 	hc     *http.Client
 }
 
-// NewAdminClient reaches the admin listener addr (VIP:port); TLS, verified
-// against caFile (or the system roots) for serverName, when useTLS.
-func NewAdminClient(name, fqdn string, addr netip.AddrPort, secret string, useTLS bool, caFile string) (*AdminClient, error) {
-	return newAdminClient(name, fqdn, addr, secret, useTLS, caFile, nil)
-}
+// Dialer opens the client's connections (through a jump host, say).
+type Dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 
-// newAdminClient is NewAdminClient with the connections opened by dial
-// (nil: directly).
-func newAdminClient(name, fqdn string, addr netip.AddrPort, secret string, useTLS bool, caFile string, dial Dialer) (*AdminClient, error) {
+// NewClient reaches instance name's admin listener addr (VIP:port); over
+// TLS, verified against caFile (or the system roots) for fqdn, when
+// useTLS; its connections are opened by dial (nil: directly).
+func NewClient(name, fqdn string, addr netip.AddrPort, secret string, useTLS bool, caFile string, dial Dialer) (*Client, error) {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
 	}
@@ -94,11 +116,11 @@ func newAdminClient(name, fqdn string, addr netip.AddrPort, secret string, useTL
 		}
 		tr.TLSClientConfig = cfg
 	}
-	return &AdminClient{Name: name, FQDN: fqdn, base: scheme + "://" + addr.String(), secret: secret,
+	return &Client{Name: name, FQDN: fqdn, base: scheme + "://" + addr.String(), secret: secret,
 		hc: &http.Client{Transport: tr, Timeout: 60 * time.Second}}, nil
 }
 
-func (a *AdminClient) do(ctx context.Context, method, path string, body io.Reader, out any, ok ...int) error {
+func (a *Client) do(ctx context.Context, method, path string, body io.Reader, out any, ok ...int) error {
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
 	if err != nil {
 		return err
@@ -132,9 +154,7 @@ func (a *AdminClient) do(ctx context.Context, method, path string, body io.Reade
 			return nil
 		}
 	}
-	var e struct {
-		Error string `json:"error"`
-	}
+	var e Error
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e)
 	if resp.StatusCode == http.StatusNotFound {
 		return fmt.Errorf("instance %s: %s %s: %w", a.Name, method, path, ErrNotFound)
@@ -151,51 +171,49 @@ func jsonBody(v any) io.Reader {
 }
 
 // Count is the number of accounts the instance holds.
-func (a *AdminClient) Count(ctx context.Context) (int, error) {
-	var st struct {
-		Accounts int `json:"accounts"`
-	}
+func (a *Client) Count(ctx context.Context) (int, error) {
+	var st Status
 	err := a.do(ctx, "GET", "/v1/status", nil, &st, 200)
 	return st.Accounts, err
 }
 
-// Mailboxes lists every account with its usage and quota.
-func (a *AdminClient) Mailboxes(ctx context.Context) ([]Mailbox, error) {
-	var out []Mailbox
+// Accounts lists every account with its usage and quota.
+func (a *Client) Accounts(ctx context.Context) ([]Account, error) {
+	var out []Account
 	err := a.do(ctx, "GET", "/v1/accounts", nil, &out, 200)
 	return out, err
 }
 
-// Mailbox is one account; the error wraps ErrNotFound when it has none.
-func (a *AdminClient) Mailbox(ctx context.Context, addr string) (Mailbox, error) {
-	var out Mailbox
+// Account is one account; the error wraps ErrNotFound when it has none.
+func (a *Client) Account(ctx context.Context, addr string) (Account, error) {
+	var out Account
 	err := a.do(ctx, "GET", "/v1/accounts/"+url.PathEscape(addr), nil, &out, 200)
 	return out, err
 }
 
-// CreateMailbox creates the account's storage (idempotent in the store).
-func (a *AdminClient) CreateMailbox(ctx context.Context, addr string) (Mailbox, error) {
-	var out Mailbox
+// CreateAccount creates the account's storage (idempotent in the store).
+func (a *Client) CreateAccount(ctx context.Context, addr string) (Account, error) {
+	var out Account
 	err := a.do(ctx, "POST", "/v1/accounts/"+url.PathEscape(addr), nil, &out, 201, 200)
 	return out, err
 }
 
 // SetQuota replaces the account's quota.
-func (a *AdminClient) SetQuota(ctx context.Context, addr string, q Quota) (Mailbox, error) {
-	var out Mailbox
+func (a *Client) SetQuota(ctx context.Context, addr string, q Quota) (Account, error) {
+	var out Account
 	err := a.do(ctx, "PUT", "/v1/accounts/"+url.PathEscape(addr)+"/quota", jsonBody(q), &out, 200)
 	return out, err
 }
 
 // SetMoving marks the account moving (deliveries get 451) or not.
-func (a *AdminClient) SetMoving(ctx context.Context, addr string, moving bool) error {
+func (a *Client) SetMoving(ctx context.Context, addr string, moving bool) error {
 	return a.do(ctx, "PUT", "/v1/accounts/"+url.PathEscape(addr)+"/moving", jsonBody(map[string]bool{"moving": moving}), nil, 200)
 }
 
-// DeleteMailbox marks the account moving and removes its storage; a
+// DeleteAccount marks the account moving and removes its storage; a
 // missing mailbox is not an error.
-func (a *AdminClient) DeleteMailbox(ctx context.Context, addr string) error {
-	if _, err := a.Mailbox(ctx, addr); errors.Is(err, ErrNotFound) {
+func (a *Client) DeleteAccount(ctx context.Context, addr string) error {
+	if _, err := a.Account(ctx, addr); errors.Is(err, ErrNotFound) {
 		return nil // marking it moving would create it
 	} else if err != nil {
 		return err
@@ -211,20 +229,20 @@ func (a *AdminClient) DeleteMailbox(ctx context.Context, addr string) error {
 }
 
 // Export writes the account's tar (it must be moving) to w.
-func (a *AdminClient) Export(ctx context.Context, addr string, w io.Writer) error {
+func (a *Client) Export(ctx context.Context, addr string, w io.Writer) error {
 	return a.do(ctx, "GET", "/v1/accounts/"+url.PathEscape(addr)+"/export", nil, w, 200)
 }
 
 // Import unpacks an exported tar into an account that holds no mail.
-func (a *AdminClient) Import(ctx context.Context, addr string, tar io.Reader) (Mailbox, error) {
-	var out Mailbox
+func (a *Client) Import(ctx context.Context, addr string, tar io.Reader) (Account, error) {
+	var out Account
 	err := a.do(ctx, "PUT", "/v1/accounts/"+url.PathEscape(addr)+"/import", tar, &out, 200)
 	return out, err
 }
 
 // Domains lists the instance's domains and their settings.
-func (a *AdminClient) Domains(ctx context.Context) (map[string]DomainSettings, error) {
-	var out []domainJSON
+func (a *Client) Domains(ctx context.Context) (map[string]DomainSettings, error) {
+	var out []Domain
 	if err := a.do(ctx, "GET", "/v1/domains", nil, &out, 200); err != nil {
 		return nil, err
 	}
@@ -236,6 +254,6 @@ func (a *AdminClient) Domains(ctx context.Context) (map[string]DomainSettings, e
 }
 
 // SetDomain creates or updates a domain.
-func (a *AdminClient) SetDomain(ctx context.Context, domain string, st DomainSettings) error {
+func (a *Client) SetDomain(ctx context.Context, domain string, st DomainSettings) error {
 	return a.do(ctx, "PUT", "/v1/domains/"+url.PathEscape(domain), jsonBody(st), nil, 200)
 }
