@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"strings"
 	"time"
+
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 )
 
 // ErrExists is returned by Add for an address that already has an entry.

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"sort"
+
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 )
 
 // Snapshot is both places at one moment.

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"io"
 	"os"
 	"time"
+
+	"github.com/mailfleet/mailfleet/runtime/adminapi"
 )
 
 // DefaultDrain outlasts the front-ends' positive lookup cache (30 s): after

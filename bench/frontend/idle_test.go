@@ -20,10 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
-
-	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 func rssKB(b *testing.B, pid int) int {

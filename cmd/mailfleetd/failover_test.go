@@ -16,10 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
-
-	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // feProcess is one `mailfleetd frontend -config` process of the test.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -46,7 +47,7 @@ func runFrontend(args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		logOut = f
 	}
-	n, err := frontend.New(cfg, logOut)
+	n, err := frontend.New(cfg, frontend.Options{Logger: slog.New(slog.NewJSONHandler(logOut, nil))})
 	if err != nil {
 		fmt.Fprintf(stderr, "mailfleetd frontend: %v\n", err)
 		return 1

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -74,7 +75,7 @@ func runStore(args []string, stdout, stderr io.Writer) int {
 		defer f.Close()
 		logOut = f
 	}
-	in, err := store.New(cfg, logOut)
+	in, err := store.New(cfg, store.Options{Logger: slog.New(slog.NewJSONHandler(logOut, nil))})
 	if err != nil {
 		fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
 		return 1

@@ -341,6 +341,34 @@ func (b *Balancer) release(be *backend) {
 	}
 }
 
+// Shutdown stops accepting, lets the open sessions end by themselves
+// until ctx ends, then closes the balancer (Close). It returns ctx's error
+// when sessions were still open then.
+func (b *Balancer) Shutdown(ctx context.Context) error {
+	b.mu.Lock()
+	for _, s := range b.services {
+		s.ln.Close()
+	}
+	b.mu.Unlock()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for err == nil && b.openSessions() > 0 {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return errors.Join(err, b.Close())
+}
+
+func (b *Balancer) openSessions() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sessions)
+}
+
 // Close stops listening and checking and cuts every open session.
 func (b *Balancer) Close() error {
 	b.mu.Lock()

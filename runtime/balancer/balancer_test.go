@@ -1,6 +1,8 @@
 package balancer
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -11,9 +13,8 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
-	"github.com/mailfleet/mailfleet/runtime/config"
-
 	"github.com/mailfleet/mailfleet/internal/testutil"
+	"github.com/mailfleet/mailfleet/runtime/config"
 )
 
 // openHeld opens n connections through addr one after another and keeps
@@ -572,4 +573,50 @@ func FuzzCheckGreeting(f *testing.F) {
 			t.Fatalf("error message carries control bytes: %q", err)
 		}
 	})
+}
+
+// TestShutdown: Shutdown refuses new clients at once, lets an open session
+// go on until its deadline, then cuts it; a session that ends by itself
+// lets Shutdown return without waiting for the deadline.
+func TestShutdown(t *testing.T) {
+	b1 := newTestBackend(t, "b1", "imap", "127.0.0.2", false)
+	b, _ := startBalancer(t, balancerConfig(svcCfg("imap", "imap", "127.0.0.10:0", "least_conn", health, b1)))
+	waitAllUp(t, b, "imap", b1)
+	addr := b.Addrs()["imap"]
+	held := dial(t, addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Shutdown(ctx) }()
+	testutil.Until(t, time.Minute, "the listener to close", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if err := held.echo("still here"); err != nil {
+		t.Fatalf("the open session during Shutdown: %v", err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned (%v) with a session open and time left", err)
+	default:
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Shutdown at its deadline: %v, want context.Canceled", err)
+	}
+	if err := held.echo("after"); err == nil {
+		t.Error("the session outlived Shutdown's deadline")
+	}
+
+	// A second balancer whose only session ends by itself.
+	b2, _ := startBalancer(t, balancerConfig(svcCfg("imap", "imap", "127.0.0.10:0", "least_conn", health, b1)))
+	waitAllUp(t, b2, "imap", b1)
+	c := dial(t, b2.Addrs()["imap"])
+	go func() { done <- b2.Shutdown(context.Background()) }()
+	c.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown after the last session ended: %v", err)
+	}
 }

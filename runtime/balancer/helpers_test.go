@@ -14,9 +14,8 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
-	"github.com/mailfleet/mailfleet/runtime/config"
-
 	"github.com/mailfleet/mailfleet/internal/testutil"
+	"github.com/mailfleet/mailfleet/runtime/config"
 )
 
 // greetings are the ready lines of the test front-ends.

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mailfleet/mailfleet/runtime/store/proxyhdr"
-
 	"github.com/mailfleet/mailfleet/internal/testutil"
+	"github.com/mailfleet/mailfleet/runtime/store/proxyhdr"
 )
 
 // TestProxyHeaderReadByStoreListener: a listener wrapped the way the

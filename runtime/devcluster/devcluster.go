@@ -428,7 +428,7 @@ func (c *Cluster) startStore(name, fqdn string, vip netip.Addr) error {
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
-		in, err := store.New(cfg, logFile)
+		in, err := store.New(cfg, store.Options{Logger: slog.New(slog.NewJSONHandler(logFile, nil))})
 		if err != nil {
 			return fmt.Errorf("instance %s: %w", name, err)
 		}
@@ -531,7 +531,7 @@ func (c *Cluster) startFrontends(lay layout) error {
 			return err
 		}
 		c.files = append(c.files, logFile)
-		n, err := frontend.New(cfg, logFile)
+		n, err := frontend.New(cfg, frontend.Options{Logger: slog.New(slog.NewJSONHandler(logFile, nil))})
 		if err != nil {
 			return fmt.Errorf("frontend %s: %w", name, err)
 		}

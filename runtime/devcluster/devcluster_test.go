@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/mailfleet/mailfleet/internal/programs"
 	"io"
 	"net/http"
 	"net/netip"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/devcluster"
 	"github.com/mailfleet/mailfleet/spec"

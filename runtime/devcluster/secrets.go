@@ -6,10 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mailfleet/mailfleet/internal/ssha"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mailfleet/mailfleet/internal/ssha"
 )
 
 // Account is one seeded account: its address (the login name), its

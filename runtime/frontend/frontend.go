@@ -7,12 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"sort"
 	"sync"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/directory"
+	"github.com/mailfleet/mailfleet/runtime/internal/daemon"
 	"github.com/mailfleet/mailfleet/runtime/proxy/imap"
 	"github.com/mailfleet/mailfleet/runtime/proxy/pop3"
 	"github.com/mailfleet/mailfleet/runtime/proxy/session"
@@ -39,16 +38,24 @@ type Node struct {
 	admin   *http.Server
 	metrics *session.Metrics
 
-	listeners map[string]net.Listener
+	listeners daemon.Listeners
 	wg        sync.WaitGroup
 	started   time.Time
 }
 
-// New prepares a node from a validated config; logOut receives the
-// structured log.
-func New(cfg *config.Frontend, logOut io.Writer) (*Node, error) {
-	n := &Node{cfg: *cfg, listeners: map[string]net.Listener{}}
-	n.log = slog.New(slog.NewJSONHandler(logOut, nil)).With("node", cfg.Node)
+// Options tune a Node beyond its config. The zero value is usable.
+type Options struct {
+	// Logger receives the structured log. Nil discards it.
+	Logger *slog.Logger
+}
+
+// New prepares a node from a validated config; Listen binds its sockets.
+func New(cfg *config.Frontend, opts Options) (*Node, error) {
+	n := &Node{cfg: *cfg, listeners: daemon.Listeners{}}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	n.log = opts.Logger.With("node", cfg.Node)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = session.NewMetrics(reg)
@@ -153,63 +160,42 @@ func (n *Node) Listen() error {
 	if n.cfg.Admin != "" {
 		addrs["admin"] = n.cfg.Admin
 	}
-	kinds := make([]string, 0, len(addrs))
-	for k := range addrs {
-		kinds = append(kinds, k)
+	ls, err := daemon.Listen("frontend", addrs, nil)
+	if err != nil {
+		return err
 	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		l, err := net.Listen("tcp", addrs[k])
-		if err != nil {
-			for _, l := range n.listeners {
-				l.Close()
-			}
-			return fmt.Errorf("frontend: listen %s: %w", k, err)
-		}
-		n.listeners[k] = l
-	}
+	n.listeners = ls
 	return nil
 }
 
 // Addrs returns the bound address of each listener.
-func (n *Node) Addrs() map[string]string {
-	out := map[string]string{}
-	for k, l := range n.listeners {
-		out[k] = l.Addr().String()
-	}
-	return out
-}
+func (n *Node) Addrs() map[string]string { return n.listeners.Addrs() }
 
 // Serve starts serving on every listener.
 func (n *Node) Serve() {
 	n.started = time.Now()
-	for kind, l := range n.listeners {
-		var serve func(net.Listener) error
+	daemon.Serve(&n.wg, n.log, n.listeners, func(kind string) func(net.Listener) error {
 		switch kind {
 		case "imap":
-			serve = n.imap.Serve
+			return n.imap.Serve
 		case "pop3":
-			serve = n.pop3.Serve
+			return n.pop3.Serve
 		case "smtp":
-			serve = n.smtp.Serve
+			return n.smtp.Serve
 		case "admin":
-			serve = n.admin.Serve
+			return n.admin.Serve
 		}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			if err := serve(l); err != nil && !closedErr(err) {
-				n.log.Error("listener stopped", "listener", kind, "err", err)
-			}
-		}()
-	}
-	n.log.Info("serving", "listeners", n.Addrs())
+		return nil
+	}, closedErrs...)
 }
 
-func closedErr(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, imap.ErrClosed) ||
-		errors.Is(err, pop3.ErrClosed)
-}
+// closedErrs are the proxies' own errors for a closed server.
+var closedErrs = []error{imap.ErrClosed, pop3.ErrClosed}
+
+func closedErr(err error) bool { return daemon.Closed(err, closedErrs...) }
+
+// Close stops the node at once: Shutdown without waiting.
+func (n *Node) Close() error { return daemon.CloseNow(n.Shutdown) }
 
 // Shutdown lets SMTP transactions finish until ctx ends, then closes
 // every session and the directory.
@@ -228,9 +214,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.pop3.Close()
 	}
 	n.admin.Shutdown(ctx)
-	for _, l := range n.listeners {
-		l.Close()
-	}
+	n.listeners.Close()
 	done := make(chan struct{})
 	go func() { n.wg.Wait(); close(done) }()
 	select {

@@ -3,8 +3,8 @@ package frontend
 import (
 	"context"
 	"encoding/json"
-	"github.com/mailfleet/mailfleet/internal/programs"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
 )
@@ -40,7 +41,7 @@ func startNode(t *testing.T, cfg *config.Frontend) (*Node, *storetest.Buffer) {
 		t.Fatal(err)
 	}
 	log := &storetest.Buffer{}
-	n, err := New(cfg, log)
+	n, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

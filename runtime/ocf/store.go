@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
 	"io/fs"
 	"net/http"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
 )
 
 // The store agent: ocf:mailfleet:store, one mail instance.

@@ -15,7 +15,7 @@ func TestAdminDomainsAndAccounts(t *testing.T) {
 	if err := config.Load(writeTestConfig(t, t.TempDir()), cfg); err != nil {
 		t.Fatal(err)
 	}
-	in, err := New(cfg, io.Discard)
+	in, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

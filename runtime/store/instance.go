@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/mailfleet/mailfleet/runtime/config"
+	"github.com/mailfleet/mailfleet/runtime/internal/daemon"
 	"github.com/mailfleet/mailfleet/runtime/store/auth"
 	"github.com/mailfleet/mailfleet/runtime/store/imap"
 	"github.com/mailfleet/mailfleet/runtime/store/maildir"
@@ -50,7 +50,7 @@ type Instance struct {
 	pop3       *pop3.Server
 	admin      *http.Server
 
-	listeners map[string]net.Listener
+	listeners daemon.Listeners
 	wg        sync.WaitGroup
 	started   time.Time
 
@@ -63,16 +63,25 @@ type Instance struct {
 	metrics metrics
 }
 
-// New prepares an instance from a validated config. logOut receives the
-// structured log.
-func New(cfg *config.Store, logOut io.Writer) (*Instance, error) {
+// Options tune an Instance beyond its config. The zero value is usable.
+type Options struct {
+	// Logger receives the structured log. Nil discards it.
+	Logger *slog.Logger
+}
+
+// New prepares an instance from a validated config; Listen binds its
+// sockets.
+func New(cfg *config.Store, opts Options) (*Instance, error) {
 	for kind := range cfg.Listeners {
 		if !listenerKinds[kind] {
 			return nil, fmt.Errorf("store: unknown listener kind %q", kind)
 		}
 	}
-	in := &Instance{cfg: *cfg, listeners: map[string]net.Listener{}, moving: map[string]bool{}, inflight: map[string]*deliveries{}}
-	in.log = slog.New(slog.NewJSONHandler(logOut, nil)).With("instance", cfg.Instance)
+	in := &Instance{cfg: *cfg, listeners: daemon.Listeners{}, moving: map[string]bool{}, inflight: map[string]*deliveries{}}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	in.log = opts.Logger.With("instance", cfg.Instance)
 	for _, p := range []string{cfg.StoragePath, cfg.QueuePath, cfg.RunPath} {
 		if err := os.MkdirAll(p, 0o700); err != nil {
 			return nil, fmt.Errorf("store: %w", err)
@@ -347,60 +356,44 @@ func (in *Instance) refuser(proto string) func(string) error {
 // Listen binds every configured listener. Once it returns, each of them
 // accepts connections (the kernel queues them until Serve picks them up).
 func (in *Instance) Listen() error {
-	kinds := make([]string, 0, len(in.cfg.Listeners))
-	for k := range in.cfg.Listeners {
-		kinds = append(kinds, k)
+	ls, err := daemon.Listen("store", in.cfg.Listeners, in.wrapListener)
+	if err != nil {
+		return err
 	}
-	sort.Strings(kinds)
-	for _, kind := range kinds {
-		l, err := net.Listen("tcp", in.cfg.Listeners[kind])
-		if err != nil {
-			in.closeListeners()
-			return fmt.Errorf("store: listen %s: %w", kind, err)
-		}
-		if kind != "admin" {
-			l = countedListener{Listener: l, kind: kind, m: &in.metrics}
-		}
-		if n := in.cfg.Limits.MaxConnections; n > 0 && kind != "admin" {
-			// Beyond the limit, connections wait in the kernel's queue.
-			l = netutil.LimitListener(l, n)
-		}
-		if kind != "admin" {
-			if l, err = proxyhdr.Wrap(l, in.cfg.TrustedNetworks); err != nil {
-				in.closeListeners()
-				return err
-			}
-		}
-		if kind == "admin" && in.tlsConfig != nil {
-			l = tls.NewListener(l, in.tlsConfig)
-		}
-		if kind == "imaps" || kind == "pop3s" {
-			if in.tlsConfig == nil {
-				l.Close()
-				in.closeListeners()
-				return fmt.Errorf("store: listener %s needs a tls certificate", kind)
-			}
-			l = tls.NewListener(l, in.tlsConfig)
-		}
-		in.listeners[kind] = l
-	}
+	in.listeners = ls
 	return nil
 }
 
-func (in *Instance) closeListeners() {
-	for _, l := range in.listeners {
-		l.Close()
+// wrapListener adds to a client listener its count, its connection limit
+// (beyond it, connections wait in the kernel's queue), the PROXY header
+// from the trusted peers and TLS for the implicit-TLS kinds; the admin
+// listener gets TLS when the instance has a certificate.
+func (in *Instance) wrapListener(kind string, l net.Listener) (net.Listener, error) {
+	if kind == "admin" {
+		if in.tlsConfig != nil {
+			l = tls.NewListener(l, in.tlsConfig)
+		}
+		return l, nil
 	}
+	if (kind == "imaps" || kind == "pop3s") && in.tlsConfig == nil {
+		return nil, fmt.Errorf("listener %s needs a tls certificate", kind)
+	}
+	l = countedListener{Listener: l, kind: kind, m: &in.metrics}
+	if n := in.cfg.Limits.MaxConnections; n > 0 {
+		l = netutil.LimitListener(l, n)
+	}
+	l, err := proxyhdr.Wrap(l, in.cfg.TrustedNetworks)
+	if err != nil {
+		return nil, err
+	}
+	if kind == "imaps" || kind == "pop3s" {
+		l = tls.NewListener(l, in.tlsConfig)
+	}
+	return l, nil
 }
 
 // Addrs returns the bound address of each listener.
-func (in *Instance) Addrs() map[string]string {
-	out := map[string]string{}
-	for k, l := range in.listeners {
-		out[k] = l.Addr().String()
-	}
-	return out
-}
+func (in *Instance) Addrs() map[string]string { return in.listeners.Addrs() }
 
 // Serve starts serving on every listener.
 func (in *Instance) Serve() {
@@ -412,35 +405,30 @@ func (in *Instance) Serve() {
 		defer in.wg.Done()
 		in.queue.Run(qctx)
 	}()
-	for kind, l := range in.listeners {
-		var serve func(net.Listener) error
+	daemon.Serve(&in.wg, in.log, in.listeners, func(kind string) func(net.Listener) error {
 		switch kind {
 		case "smtp":
-			serve = in.smtp.Serve
+			return in.smtp.Serve
 		case "lmtp":
-			serve = in.lmtp.Serve
+			return in.lmtp.Serve
 		case "imap", "imaps":
-			serve = in.imap.Serve
+			return in.imap.Serve
 		case "pop3", "pop3s":
-			serve = in.pop3.Serve
+			return in.pop3.Serve
 		case "admin":
-			serve = in.admin.Serve
+			return in.admin.Serve
 		}
-		in.wg.Add(1)
-		go func(kind string, l net.Listener) {
-			defer in.wg.Done()
-			if err := serve(l); err != nil && !isClosed(err) {
-				in.log.Error("listener stopped", "listener", kind, "err", err)
-			}
-		}(kind, l)
-	}
-	in.log.Info("serving", "listeners", in.Addrs())
+		return nil
+	}, closedErrs...)
 }
 
-func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, http.ErrServerClosed) || errors.Is(err, pop3.ErrServerClosed) ||
-		errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, imap.ErrServerClosed)
-}
+// closedErrs are the servers' own errors for a closed server.
+var closedErrs = []error{pop3.ErrServerClosed, smtp.ErrServerClosed, imap.ErrServerClosed}
+
+func isClosed(err error) bool { return daemon.Closed(err, closedErrs...) }
+
+// Close stops the instance at once: Shutdown without waiting.
+func (in *Instance) Close() error { return daemon.CloseNow(in.Shutdown) }
 
 // Shutdown stops accepting, lets running SMTP transactions finish until
 // ctx ends, then closes every session.
@@ -460,7 +448,7 @@ func (in *Instance) Shutdown(ctx context.Context) error {
 	in.admin.Shutdown(ctx)
 	in.imap.Close()
 	in.pop3.Close()
-	in.closeListeners()
+	in.listeners.Close()
 	done := make(chan struct{})
 	go func() { in.wg.Wait(); close(done) }()
 	select {

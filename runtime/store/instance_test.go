@@ -36,7 +36,7 @@ func TestInstanceWithTLS(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	in, err := New(cfg, io.Discard)
+	in, err := New(cfg, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,12 +13,11 @@ import (
 	"testing"
 
 	"github.com/mailfleet/mailfleet/internal/programs"
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/ocf"
-	"github.com/mailfleet/mailfleet/runtime/store/auth"
-
-	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
+	"github.com/mailfleet/mailfleet/runtime/store/auth"
 )
 
 // writeTestConfig writes a store config on 127.0.0.1 with free ports.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -19,10 +20,9 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 	"github.com/pires/go-proxyproto"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/store/internal/testpeers"
-
-	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // startInstance runs an instance in process on the config of
@@ -41,7 +41,7 @@ func startInstance(t *testing.T, edit func(*config.Store)) *Instance {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	in, err := New(cfg, &log)
+	in, err := New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ package sshdtest
 import (
 	"bytes"
 	"fmt"
-	"github.com/mailfleet/mailfleet/internal/programs"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/programs"
 	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 

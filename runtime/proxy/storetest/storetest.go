@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -78,7 +79,7 @@ func Start(t testing.TB, o Options) *Instance {
 		t.Fatal(err)
 	}
 	buf := &Buffer{}
-	in, err := store.New(cfg, buf)
+	in, err := store.New(cfg, store.Options{Logger: slog.New(slog.NewJSONHandler(buf, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

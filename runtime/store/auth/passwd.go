@@ -10,8 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/mailfleet/mailfleet/internal/ssha"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/mailfleet/mailfleet/internal/ssha"
 )
 
 // PasswdFile is a directory kept in a text file, one account a line:
