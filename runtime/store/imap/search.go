@@ -10,6 +10,7 @@ import (
 	"time"
 
 	goimap "github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/mail"
 
@@ -161,3 +162,110 @@ func matchEntity(e *gomessage.Entity, pattern string, includeHeader bool) bool {
 	}
 	return bytes.Contains(bytes.ToLower(buf), bytes.ToLower([]byte(pattern)))
 }
+
+func (ss *session) Search(kind imapserver.NumKind, criteria *goimap.SearchCriteria, options *goimap.SearchOptions) (*goimap.SearchData, error) {
+	all, err := ss.resolve(goimap.UIDSet{goimap.UIDRange{Start: 1, Stop: 0}})
+	if err != nil {
+		return nil, err
+	}
+	ss.staticCriteria(criteria)
+	var data goimap.SearchData
+	var seqSet goimap.SeqSet
+	var uidSet goimap.UIDSet
+	for _, s := range all {
+		lazy := &lazyMessage{ss: ss, uid: s.msg.UID}
+		if !matchMessage(s.seq, s.msg, lazy, criteria) {
+			continue
+		}
+		uidSet.AddNum(goimap.UID(s.msg.UID))
+		var num uint32
+		switch kind {
+		case imapserver.NumKindSeq:
+			if s.seq == 0 {
+				continue
+			}
+			seqSet.AddNum(s.seq)
+			num = s.seq
+		case imapserver.NumKindUID:
+			num = s.msg.UID
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		if num > data.Max {
+			data.Max = num
+		}
+		data.Count++
+	}
+	if kind == imapserver.NumKindSeq {
+		data.All = seqSet
+	} else {
+		data.All = uidSet
+	}
+	if options.ReturnSave {
+		ss.searchRes = uidSet
+	}
+	return &data, nil
+}
+
+// staticCriteria replaces "*" and "$" in the criteria's sets.
+func (ss *session) staticCriteria(c *goimap.SearchCriteria) {
+	var maxSeq uint32
+	var maxUID goimap.UID
+	ss.mbox.View(func(msgs []maildir.Message, uv, next uint32) {
+		for i := len(msgs); i >= 1; i-- {
+			if s := ss.st.EncodeSeqNum(uint32(i)); s != 0 {
+				maxSeq = s
+				break
+			}
+		}
+		if len(msgs) > 0 {
+			maxUID = goimap.UID(msgs[len(msgs)-1].UID)
+		}
+	})
+	var walk func(c *goimap.SearchCriteria)
+	walk = func(c *goimap.SearchCriteria) {
+		var seqs []goimap.SeqSet
+		for _, s := range c.SeqNum {
+			if goimap.IsSearchRes(s) {
+				c.UID = append(c.UID, ss.searchRes)
+				continue
+			}
+			seqs = append(seqs, staticSeqSet(s, maxSeq))
+		}
+		c.SeqNum = seqs
+		for i, u := range c.UID {
+			if goimap.IsSearchRes(u) {
+				c.UID[i] = ss.searchRes
+				continue
+			}
+			c.UID[i] = staticUIDSet(u, maxUID)
+		}
+		for i := range c.Not {
+			walk(&c.Not[i])
+		}
+		for i := range c.Or {
+			walk(&c.Or[i][0])
+			walk(&c.Or[i][1])
+		}
+	}
+	walk(c)
+}
+
+type lazyMessage struct {
+	ss   *session
+	uid  uint32
+	buf  []byte
+	err  error
+	done bool
+}
+
+func (l *lazyMessage) bytes() ([]byte, error) {
+	if !l.done {
+		l.buf, l.err = l.ss.read(l.uid, false, nil)
+		l.done = true
+	}
+	return l.buf, l.err
+}
+
+func equalFold(a, b string) bool { return strings.EqualFold(a, b) }
