@@ -2,6 +2,7 @@
 // that are text by nature (zone files, slapd.conf, cluster.conf,
 // keepalived.conf, systemd units, the Vagrantfile). Templates only format:
 // render feeds them small view structs and does every decision itself.
+// It imports nothing of mailfleet.
 package templates
 
 import (

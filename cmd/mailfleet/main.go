@@ -1,6 +1,21 @@
-// Command mailfleet is the compiler and deployer of a mailfleet site: it
-// validates a topology, renders every host's files, formats topology files
-// and draws the topology. Exit codes follow Terraform: 0 success, 1 error.
+// Command mailfleet is the compiler and deployer of a mailfleet site, run
+// from an admin's workstation or CI. Its commands:
+//
+//	validate  check a topology for mistakes (nothing touches a host)
+//	build     render every host's files into a directory
+//	fmt       rewrite topology files in the canonical format
+//	graph     draw the topology (SVG or DOT)
+//	plan      show what apply would change on every host (over SSH)
+//	apply     make every host match the topology (or a saved plan)
+//	account   create, change, check and move mail accounts
+//	cluster   status, history and operations of the site's cluster
+//	lab       build the topology's hosts on this machine in namespaces
+//	version   print the version
+//
+// Exit codes follow Terraform: 0 success, 1 error (plan -detailed-exitcode:
+// 2 when there are changes). Being the admin's tool it may import every
+// package of the module but the daemons' insides (runtime/store,
+// runtime/frontend, runtime/balancer).
 package main
 
 import (

@@ -1,6 +1,16 @@
 // Command mailfleetd is the runtime installed on every host of a mailfleet
-// site: `mailfleetd ROLE -config FILE` with ROLE balancer, frontend or store.
-// It reads the JSON config that `mailfleet build` renders (runtime/config).
+// site. Its roles:
+//
+//	balancer  the L4 balancer in front of the front-end nodes
+//	frontend  the IMAP/POP3 proxies and the SMTP router of a front-end node
+//	store     one backend mail instance
+//	ocf       the OCF resource agents Pacemaker runs (mount, vip, store)
+//	dev       a whole small site on loopback, for development
+//	version   print the version
+//
+// `mailfleetd ROLE -config FILE` reads the JSON config that `mailfleet
+// build` renders (runtime/config). The daemons import nothing of spec,
+// render or remote: a host needs its config file, not the topology.
 package main
 
 import (

@@ -59,6 +59,8 @@ var Rules = []Rule{
 	{Pkgs: []string{"provision", "cluster"}, Banned: []string{"lab", "cmd", "remote", "runtime/store", "runtime/frontend", "runtime/balancer"},
 		Allowed: []string{"provision/provisiontest"},
 		Why:     "operations speak to a site through its public interfaces, not through daemon internals"},
+	{Pkgs: []string{"cmd/mailfleet"}, Banned: []string{"runtime/store", "runtime/frontend", "runtime/balancer", "runtime/devcluster"},
+		Why: "the admin's tool deploys the daemons; it does not link them"},
 	{Pkgs: []string{"lab"}, Banned: []string{"render", "provision", "cluster", "cmd", "runtime/store", "runtime/frontend", "runtime/balancer"},
 		Why: "the lab builds machines; what runs on them comes from render through remote"},
 }

@@ -109,4 +109,6 @@
 // flags…}) and reads one JSON response line ({"stdout", "stderr",
 // "code"}). The socket path can be overridden for the client with the
 // MAILFLEET_LAB_INIT_SOCKET environment variable.
+// It is the init of a lab node: it imports nothing of mailfleet but
+// internal/ leaves (never spec, render, remote or the daemons).
 package initd

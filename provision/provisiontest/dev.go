@@ -1,5 +1,6 @@
 // Package provisiontest runs `mailfleetd dev` (real slapd, two real store
 // instances, front-ends and the balancer) for the account tests.
+// A test harness: only tests import it.
 package provisiontest
 
 import (

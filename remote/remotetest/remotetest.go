@@ -1,5 +1,6 @@
 // Package remotetest lets tests outside remote (the mailfleet command's)
 // start real OpenSSH sshd servers: it re-exports remote/internal/sshdtest.
+// A test harness: only tests import it.
 package remotetest
 
 import (

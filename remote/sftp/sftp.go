@@ -3,6 +3,9 @@
 // one atomically (temporary file in the same directory, fsync, mode and
 // owner, rename over the target), remove one, and run a command with its
 // output and exit status.
+//
+// Like all of remote it knows no mail: it never imports spec, render,
+// runtime, provision or lab.
 package sftp
 
 import (

@@ -5,6 +5,9 @@
 //
 // It never prompts and never accepts a host key it cannot check: there is no
 // way to ignore host keys.
+//
+// Like all of remote it knows no mail: it never imports spec, render,
+// runtime, provision or lab.
 package sshconn
 
 import (

@@ -6,6 +6,8 @@
 // DOT writes Graphviz input; SVG lays the same diagram out itself (a layered,
 // Sugiyama-style layout) so that no Graphviz is needed. Both are pure
 // functions of the topology: the same topology gives the same bytes.
+// Like all of render it imports only spec (and runtime/config's
+// constants): no network, no programs, no daemons.
 package graph
 
 import (

@@ -1,6 +1,8 @@
 // Package outdir writes a rendered site to a directory: DIR/<node>/<absolute
 // path on that node> and DIR/manifest.json. It is the only place under
 // render that touches the file system, and it never writes outside DIR.
+// Like all of render it imports no network or SSH package, runs no
+// program and imports nothing of remote, runtime, provision or lab.
 package outdir
 
 import (

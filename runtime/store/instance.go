@@ -60,7 +60,7 @@ type Instance struct {
 	// marking an account moving can wait for them (see hold).
 	inflight map[string]*deliveries
 
-	metrics metrics
+	metrics *metrics
 }
 
 // Options tune an Instance beyond its config. The zero value is usable.
@@ -128,6 +128,11 @@ func New(cfg *config.Store, opts Options) (*Instance, error) {
 	if retry == 0 {
 		retry = 5 * 24 * time.Hour
 	}
+	kinds := make([]string, 0, len(cfg.Listeners))
+	for kind := range cfg.Listeners {
+		kinds = append(kinds, kind)
+	}
+	in.metrics = newMetrics(cfg.Instance, kinds, func() (int, error) { return in.queue.Len() }, in.uptime)
 	q, err := queue.Open(queue.Options{Dir: cfg.QueuePath, Hostname: cfg.Hostname, Resolver: resolver(cfg.Resolver),
 		RetryPeriod: retry, MinBackoff: max(min(5*time.Minute, retry/16), time.Millisecond), MaxBackoff: max(min(time.Hour, retry/4), time.Millisecond),
 		Bounce: in.bounce, Attempted: in.metrics.outbound, Logger: in.log.With("component", "queue")})
@@ -136,11 +141,6 @@ func New(cfg *config.Store, opts Options) (*Instance, error) {
 	}
 	in.queue = q
 	lim := cfg.Limits
-	kinds := make([]string, 0, len(cfg.Listeners))
-	for kind := range cfg.Listeners {
-		kinds = append(kinds, kind)
-	}
-	in.metrics.zero(kinds)
 	for _, proto := range []string{"smtp", "lmtp"} {
 		if _, ok := cfg.Listeners[proto]; !ok {
 			continue
@@ -156,10 +156,10 @@ func New(cfg *config.Store, opts Options) (*Instance, error) {
 			in.lmtp = s
 		}
 	}
-	in.imap = imap.New(imap.Options{Store: st, Auth: meteredAuth{in.dir, "imap", &in.metrics}, TLSConfig: in.tlsConfig,
+	in.imap = imap.New(imap.Options{Store: st, Auth: meteredAuth{in.dir, "imap", in.metrics}, TLSConfig: in.tlsConfig,
 		FailedLoginDelay: lim.FailedLoginDelay.D(), AppendLimit: uint32(min(lim.MaxMessageBytes, 1<<31)),
 		Refuse: in.refuser("imap"), Logger: in.log})
-	in.pop3 = pop3.New(pop3.Options{Hostname: cfg.Hostname, Store: st, Auth: meteredAuth{in.dir, "pop3", &in.metrics},
+	in.pop3 = pop3.New(pop3.Options{Hostname: cfg.Hostname, Store: st, Auth: meteredAuth{in.dir, "pop3", in.metrics},
 		TLSConfig: in.tlsConfig, IdleTimeout: lim.IdleTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(),
 		Refuse: in.refuser("pop3"), Logger: in.log})
 	in.admin = &http.Server{Handler: in.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
@@ -220,7 +220,7 @@ func (in *Instance) bounce(to string, msg []byte) error {
 		in.log.Info("notification for a sender homed on another instance queued", "to", to, "err", err)
 		_, err := in.queue.Enqueue("", []string{to}, msg)
 		if err == nil {
-			in.metrics.add("mailfleet_store_bounces_total", "", 1)
+			in.metrics.bounces.Inc()
 		}
 		return err
 	}
@@ -238,7 +238,7 @@ func (in *Instance) bounce(to string, msg []byte) error {
 	if _, err := a.Inbox().Deliver(bytes.NewReader(msg), maildir.DeliverOptions{IgnoreQuota: true}); err != nil {
 		return err
 	}
-	in.metrics.add("mailfleet_store_bounces_total", "", 1)
+	in.metrics.bounces.Inc()
 	return nil
 }
 
@@ -378,7 +378,7 @@ func (in *Instance) wrapListener(kind string, l net.Listener) (net.Listener, err
 	if (kind == "imaps" || kind == "pop3s") && in.tlsConfig == nil {
 		return nil, fmt.Errorf("listener %s needs a tls certificate", kind)
 	}
-	l = countedListener{Listener: l, kind: kind, m: &in.metrics}
+	l = countedListener{Listener: l, kind: kind, m: in.metrics}
 	if n := in.cfg.Limits.MaxConnections; n > 0 {
 		l = netutil.LimitListener(l, n)
 	}
@@ -482,4 +482,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// uptime is the time since the instance started serving (0 before).
+func (in *Instance) uptime() time.Duration {
+	if in.started.IsZero() {
+		return 0
+	}
+	return time.Since(in.started)
 }

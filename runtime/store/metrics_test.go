@@ -17,7 +17,8 @@ import (
 )
 
 // scrape reads /metrics, checks that it is well-formed Prometheus text
-// (every sample belongs to a family declared by # TYPE, histogram buckets
+// (every sample belongs to a family declared by # TYPE, summaries and
+// histograms included; histogram buckets
 // are cumulative and end with +Inf = _count) and returns the samples by
 // series ("name{labels}").
 func scrape(t *testing.T, admin string) map[string]float64 {
@@ -55,7 +56,7 @@ func scrape(t *testing.T, admin string) map[string]float64 {
 		name, lbls, _ := strings.Cut(series, "{")
 		family := name
 		for _, suf := range []string{"_bucket", "_sum", "_count"} {
-			if base, ok := strings.CutSuffix(name, suf); ok && types[base] == "histogram" {
+			if base, ok := strings.CutSuffix(name, suf); ok && (types[base] == "histogram" || types[base] == "summary") {
 				family = base
 			}
 		}

@@ -1,6 +1,8 @@
 // Package diagview shows diagnostics to people (text with source snippets,
 // coloured on a terminal) and to programs (the JSON shape of Terraform's
 // `validate -json`).
+// Like all of spec it imports nothing of render, remote, runtime
+// (runtime/config's constants apart), provision or lab.
 package diagview
 
 import (

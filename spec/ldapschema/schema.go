@@ -8,6 +8,7 @@
 // defines in its own code (objectClass, cn, uid, userPassword, top, the
 // operational attributes, ...). They are covered by the OpenLDAP Public
 // License in schema/LICENSE.
+// It imports nothing of mailfleet.
 package ldapschema
 
 import (

@@ -1,5 +1,7 @@
 // Package spectest builds topologies in Go for the unit tests of packages
 // that consume spec (render, the CLI), independent of the HCL decoder.
+// Like all of spec it imports nothing of render, remote, runtime
+// (runtime/config's constants apart), provision or lab.
 package spectest
 
 import (

@@ -1,6 +1,7 @@
 // Package fenceagent holds fence_mailfleet_lab, the fence agent the lab puts
 // in every node's /usr/sbin: a Python 3 script with the fence-agents
 // interface that asks the lab's power switch (mailfleet lab pdu).
+// It imports nothing of mailfleet.
 package fenceagent
 
 import _ "embed"

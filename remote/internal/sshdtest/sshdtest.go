@@ -1,6 +1,8 @@
 // Package sshdtest starts real OpenSSH sshd servers for tests: generated
 // host and client keys in a temporary directory, a free port on a loopback
 // address, stopped by PID when the test ends.
+// A test harness of remote; it imports nothing of mailfleet but
+// internal/programs.
 package sshdtest
 
 import (
