@@ -104,6 +104,7 @@ func (c *labCLI) tryStatus() (labStatus, bool) {
 // fenced by Pacemaker through the lab's power switch and rejoins after
 // power on; lab down leaves nothing behind.
 func TestLabEndToEnd(t *testing.T) {
+	testutil.Long(t)
 	if os.Getuid() != 0 {
 		t.Fatal("the lab needs root (network and mount namespaces)")
 	}

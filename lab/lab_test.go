@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/decode"
 )
@@ -282,6 +283,7 @@ func labNets(s *State) map[uint64]bool {
 const labTestBootTime = 2 * time.Second
 
 func TestLab(t *testing.T) {
+	testutil.Long(t)
 	top := loadTopology(t, "testdata/small")
 	layout, err := Layout(top, "")
 	if err != nil {
@@ -503,6 +505,7 @@ func rootSnapshotNoMounts(t *testing.T, before map[string]string) map[string]str
 }
 
 func TestDownAfterFailedUp(t *testing.T) {
+	testutil.Long(t)
 	top := loadTopology(t, "testdata/small")
 	layout, err := Layout(top, "")
 	if err != nil {

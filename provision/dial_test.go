@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/provision"
 	"github.com/mailfleet/mailfleet/provision/provisiontest"
 	"github.com/mailfleet/mailfleet/spec"
@@ -19,6 +20,7 @@ import (
 // each asked for by its own name; a dialer that refuses makes the command
 // fail instead of falling back to a direct connection.
 func TestOpenWithDialerCarriesEveryConnection(t *testing.T) {
+	testutil.Long(t)
 	dev := provisiontest.Start(t, "127.0.11.140")
 	tp, _, ds := decode.Load(dev.Topology, decode.Options{Env: os.LookupEnv})
 	if tp != nil {

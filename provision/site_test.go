@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/provision"
 	"github.com/mailfleet/mailfleet/provision/provisiontest"
 	"github.com/mailfleet/mailfleet/runtime/adminapi"
@@ -81,6 +82,7 @@ func fix(t *testing.T, ss *provision.Session) {
 }
 
 func TestEntryShapeAndBind(t *testing.T) {
+	testutil.Long(t)
 	dev := provisiontest.Start(t, addrBase)
 	ss := open(t, dev.Topology)
 	ctx := context.Background()
@@ -293,6 +295,7 @@ func TestDomainPolicyAlwaysTheHome(t *testing.T) {
 // written) the mailbox is kept: check reports at most an orphaned mailbox,
 // and check -fix leaves the two places consistent.
 func TestFaultLDAPStoppedBetweenWrites(t *testing.T) {
+	testutil.Long(t)
 	dev := provisiontest.Start(t, addrBase)
 	ss := open(t, dev.Topology)
 	ss.Dir.Timeout = 2 * time.Second
@@ -351,6 +354,7 @@ func TestFaultLDAPStoppedBetweenWrites(t *testing.T) {
 // mailbox is left without entry; check reports it, -fix removes it, and
 // add afterwards works.
 func TestFaultCrashBetweenWrites(t *testing.T) {
+	testutil.Long(t)
 	dev := provisiontest.Start(t, addrBase)
 	ss := open(t, dev.Topology)
 	ss.AfterMailbox = func(string) error {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/remote"
 	"github.com/mailfleet/mailfleet/remote/internal/sshdtest"
 	"github.com/mailfleet/mailfleet/remote/sftp"
@@ -132,6 +133,7 @@ func readFile(t *testing.T, p string) string {
 }
 
 func TestApplyConverges(t *testing.T) {
+	testutil.Long(t)
 	f := newFleet(t, 40, "a", "b", "c")
 	marks := t.TempDir()
 	hosts := func(version string, withOld bool) []remote.Host {
@@ -227,6 +229,7 @@ func TestApplyConverges(t *testing.T) {
 // Actions run in phases by Order across hosts: every order-10 action has
 // ended on every host before any order-20 action starts.
 func TestApplyPhases(t *testing.T) {
+	testutil.Long(t)
 	f := newFleet(t, 50, "n1", "n2", "n3")
 	log := filepath.Join(t.TempDir(), "log")
 	var hosts []remote.Host
@@ -298,6 +301,7 @@ func TestApplyPhases(t *testing.T) {
 // A host that fails half-way leaves each file old or new, the other hosts
 // are applied, and the next apply converges.
 func TestApplyHostFails(t *testing.T) {
+	testutil.Long(t)
 	f := newFleet(t, 60, "good", "bad")
 	hosts := func(v string) []remote.Host {
 		var hs []remote.Host
@@ -682,6 +686,7 @@ func TestNotDebian(t *testing.T) {
 // A host whose action fails leaves the later phases; the others go on,
 // and its later actions stay pending.
 func TestApplyFailedHostDropsOut(t *testing.T) {
+	testutil.Long(t)
 	f := newFleet(t, 130, "ok", "broken")
 	log := filepath.Join(t.TempDir(), "log")
 	var hosts []remote.Host

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/spectest"
@@ -265,6 +266,7 @@ func TestBinaries(t *testing.T) {
 // loadLDAPBaseAction's command, run against stand-ins for the LDAP and
 // Pacemaker tools.
 func TestLoadLDAPBaseScript(t *testing.T) {
+	testutil.Long(t)
 	sh := clTool(t, "sh", "dash")
 	d := *spectest.Reference().Directory
 	d.TLSMode, d.TLS = spec.LDAPTLSStartTLS, &spec.TLS{Cert: "/c", Key: "/k", CA: "/etc/ssl/ca.crt"}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
-	"github.com/mailfleet/mailfleet/internal/programs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/internal/programs"
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/spectest"
 )
@@ -480,6 +481,7 @@ func TestCIBVerify(t *testing.T) {
 // (crm_simulate): where each group starts, where it goes when its node
 // fails, and that it does not come back on its own.
 func TestCIBPlacement(t *testing.T) {
+	testutil.Long(t)
 	sim := clTool(t, "crm_simulate", "pacemaker-cli-utils")
 	crmResource := clTool(t, "crm_resource", "pacemaker-cli-utils")
 	dir := t.TempDir()

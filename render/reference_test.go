@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/decode"
 )
@@ -77,6 +78,7 @@ func TestExampleReferenceGolden(t *testing.T) {
 // TestExampleReferenceValidators runs every artifact of examples/reference
 // through the validator of its own engine.
 func TestExampleReferenceValidators(t *testing.T) {
+	testutil.Long(t)
 	out := exampleReference(t)
 	checkzone, checkconf := bindTool(t, "named-checkzone"), bindTool(t, "named-checkconf")
 	crmVerify := clTool(t, "crm_verify", "pacemaker-cli-utils")

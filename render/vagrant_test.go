@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mailfleet/mailfleet/internal/programs"
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/spec/spectest"
 )
 
@@ -219,6 +220,7 @@ func TestVagrantHostIPs(t *testing.T) {
 // plugin, as the Vagrantfile asks) on the Vagrantfiles of the examples.
 // No machine is made: validate loads and checks the configuration only.
 func TestVagrantValidate(t *testing.T) {
+	testutil.Long(t)
 	vagrant := programs.Require(t, "vagrant")
 	for _, name := range []string{"reference", "lab"} {
 		t.Run(name, func(t *testing.T) {

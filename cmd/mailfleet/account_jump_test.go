@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/provision/provisiontest"
 	"github.com/mailfleet/mailfleet/remote/remotetest"
 )
@@ -19,6 +20,7 @@ import (
 // The jump host's sshd denies forwarding to everything but the directory and
 // the instances, so a direct connection cannot pass for a tunnelled one.
 func TestAccountThroughJumpHost(t *testing.T) {
+	testutil.Long(t)
 	dev := provisiontest.Start(t, "127.0.13.100")
 	key := remotetest.NewClientKey(t)
 	// Only the addresses the topology's directory and instances listen on

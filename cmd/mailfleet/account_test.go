@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/provision"
 	"github.com/mailfleet/mailfleet/provision/provisiontest"
 )
@@ -35,6 +36,7 @@ func runCLI(t *testing.T, stdin string, envs map[string]string, args ...string) 
 }
 
 func TestAccountCommands(t *testing.T) {
+	testutil.Long(t)
 	dev := provisiontest.Start(t, "127.0.12.100")
 	top := map[string]string{"MAILFLEET_TOPOLOGY": dev.Topology}
 	const secret = "Sup3r-s3cret-pw"

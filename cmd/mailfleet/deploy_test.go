@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/remote"
 	"github.com/mailfleet/mailfleet/remote/remotetest"
 )
@@ -124,6 +125,7 @@ func (r *deployRig) file(node, p string) string {
 }
 
 func TestDeployCommands(t *testing.T) {
+	testutil.Long(t)
 	r := newDeployRig(t)
 	ssh := r.ssh()
 	args := func(a ...string) []string { return append(append([]string{}, a...), ssh...) }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/lab"
 )
 
@@ -17,6 +18,7 @@ import (
 // small test topology under another site name, so that it is a lab of its
 // own beside the lab package's tests.
 func TestLabCLI(t *testing.T) {
+	testutil.Long(t)
 	bin := filepath.Join(t.TempDir(), "mailfleet")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // mailfleetdBinary builds this command into a temporary directory.
@@ -142,6 +144,7 @@ func healthz(t *testing.T, admin string) (int, string) {
 }
 
 func TestBalancerBinaryServesAndReloads(t *testing.T) {
+	testutil.Long(t)
 	bin := mailfleetdBinary(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "balancer.json")

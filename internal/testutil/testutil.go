@@ -92,3 +92,14 @@ func FreeAddr(t testing.TB, host string) string {
 	t.Helper()
 	return net.JoinHostPort(host, strconv.Itoa(FreePort(t, host)))
 }
+
+// Long marks a test that takes more than about two seconds here (it starts
+// real daemons, clusters or labs): `go test -short` skips it, so that a
+// developer's loop over the whole module stays under a minute. CI runs
+// without -short.
+func Long(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("a long test: run without -short")
+	}
+}

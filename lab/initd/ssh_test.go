@@ -19,6 +19,7 @@ import (
 // $MAINPID, RuntimeDirectory, KillMode=process, Alias=sshd.service) with a
 // private /etc/ssh, and logs in through it.
 func TestDebianSSHService(t *testing.T) {
+	testutil.Long(t)
 	if _, err := os.Stat("/lib/systemd/system/ssh.service"); err != nil {
 		t.Fatalf("openssh-server is not installed: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 )
 
 func TestStartStopRestartOnFailure(t *testing.T) {
+	testutil.Long(t)
 	n := newNode(t)
 	n.writeUnit("crashy.service", `[Unit]
 Description=restarts on failure
@@ -150,6 +151,7 @@ RestartPreventExitStatus=255
 }
 
 func TestNotifyReadiness(t *testing.T) {
+	testutil.Long(t)
 	n := newNode(t)
 	bin := testBinary(t)
 	n.writeUnit("slowready.service", fmt.Sprintf(`[Service]
@@ -256,6 +258,7 @@ func zombie(pid int) bool {
 }
 
 func TestRequiresRestartSemantics(t *testing.T) {
+	testutil.Long(t)
 	n := newNode(t)
 	journal := filepath.Join(n.dir, "journal")
 	rec := func(what string) string { return fmt.Sprintf("/bin/sh -c 'echo %s >> %s'", what, journal) }
@@ -584,6 +587,7 @@ func TestMaskedAndRemainAfterExit(t *testing.T) {
 // TestConcurrentClients: jobs, reloads and queries from several clients at
 // once (run with -race, the supervisor's own race reports fail the test).
 func TestConcurrentClients(t *testing.T) {
+	testutil.Long(t)
 	n := newNode(t)
 	for _, u := range []string{"a", "b", "c"} {
 		n.writeUnit(u+".service", "[Unit]\nAfter=a.service\nStartLimitIntervalSec=0\n[Service]\nExecStart=/bin/sleep 1000\nRestart=always\n")

@@ -123,6 +123,7 @@ func TestRoundRobinCycles(t *testing.T) {
 // refused connect goes to the next backend), and it returns after rise
 // good checks.
 func TestFailedBackendStopsTakingConnections(t *testing.T) {
+	testutil.Long(t)
 	for _, mode := range []string{"killed", "hung", "bad_greeting"} {
 		t.Run(mode, func(t *testing.T) {
 			b1 := newTestBackend(t, "b1", "imap", "127.0.0.2", false)
@@ -419,6 +420,7 @@ func TestReloadAddsRemovesAndDrains(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
+	testutil.Long(t)
 	if runtime.GOOS != "linux" {
 		t.Skip("the idle timeout reads TCP_INFO")
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mailfleet/mailfleet/internal/programs"
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/devcluster"
 	"github.com/mailfleet/mailfleet/spec"
@@ -387,6 +388,7 @@ func checkMail(t *testing.T, info devcluster.Info, res map[string]accountResult)
 // topology, mail for both accounts through the balancer with Python's
 // clients and curl, a restart on the same directory, and the stops.
 func TestDevCluster(t *testing.T) {
+	testutil.Long(t)
 	programs.Require(t, "python3", "curl", "/usr/sbin/slapd")
 	bin := buildMailfleetd(t)
 	dir := filepath.Join(t.TempDir(), "dev")

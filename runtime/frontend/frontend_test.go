@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mailfleet/mailfleet/internal/programs"
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
 )
@@ -105,6 +106,7 @@ print(json.dumps(out))
 // curl against a front-end node in front of two store instances; each
 // account's mail lands only in its own instance.
 func TestRealClientsThroughFrontend(t *testing.T) {
+	testutil.Long(t)
 	programs.Require(t, "python3", "curl")
 	cl := storetest.NewCluster(t, nil)
 	n, log := startNode(t, frontendConfig(cl, cl.Instances))
@@ -205,6 +207,7 @@ func TestRealClientsThroughFrontend(t *testing.T) {
 // the front-end's network refuses its PROXY header, so the client address
 // cannot be forged from there; the clients get clean temporary errors.
 func TestSecurityStoreRefusesUntrustedForwarder(t *testing.T) {
+	testutil.Long(t)
 	cl := storetest.NewCluster(t, nil)
 	strict := storetest.Start(t, storetest.Options{Name: "strict", LDAP: cl.Slapd.Config(), Domains: []string{"example.org"},
 		TrustedNetworks: []string{"10.0.0.0/8"}})

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mailfleet/mailfleet/internal/programs"
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/ocf/shim"
 )
 
@@ -130,6 +131,7 @@ func sh(t *testing.T, wrapper []string, script string, env ...string) string {
 // stops it while a process holds the partition: the stop ends that process
 // and unmounts. All in a mount namespace of its own.
 func TestMountAgent(t *testing.T) {
+	testutil.Long(t)
 	if os.Geteuid() != 0 {
 		t.Skip("mounts: root only")
 	}
@@ -167,6 +169,7 @@ rc=0; OCF_RESKEY_device=/dev/no-such-disk OCF_RESKEY_fstype=ext4 OCF_RESKEY_opti
 // its own, then starts it and checks that a neighbour on the link learnt the
 // address's new owner from the gratuitous ARP, with no request of its own.
 func TestVIPAgent(t *testing.T) {
+	testutil.Long(t)
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces: root only")
 	}

@@ -7,11 +7,14 @@ import (
 
 	"github.com/emersion/go-imap/v2/imapclient"
 	gosmtp "github.com/emersion/go-smtp"
+
+	"github.com/mailfleet/mailfleet/internal/testutil"
 )
 
 // TestDevModeIdleWithGoIMAP: go-imap's client idles on the -dev instance's
 // INBOX and is told of a message delivered over SMTP meanwhile.
 func TestDevModeIdleWithGoIMAP(t *testing.T) {
+	testutil.Long(t)
 	d := startDev(t, t.TempDir())
 	user, pass := d.info["user"], d.info["password"]
 

@@ -18,6 +18,7 @@ import (
 
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/store/maildir"
 )
 
@@ -171,6 +172,7 @@ print("OK")
 `
 
 func TestDevModeRealClients(t *testing.T) {
+	testutil.Long(t)
 	dir := t.TempDir()
 	d := startDev(t, dir)
 	info := d.info
@@ -296,6 +298,7 @@ func TestDevModeRealClients(t *testing.T) {
 // same directory: every message that got a 250 is present exactly once and
 // intact, and nothing else is.
 func TestDevModeKillDurability(t *testing.T) {
+	testutil.Long(t)
 	dir := t.TempDir()
 	acked := map[string]bool{}
 	var mu sync.Mutex

@@ -70,6 +70,7 @@ func storeShim(t *testing.T) string {
 // (the shim render installs, and mailfleetd's agent behind it) with a real
 // store.
 func TestOCFAgent(t *testing.T) {
+	testutil.Long(t)
 	// ocf-tester checks the agent's meta-data with xmllint.
 	tester := programs.Require(t, "ocf-tester", "xmllint")
 	dir := t.TempDir()
@@ -142,6 +143,7 @@ func procField(t *testing.T, pid int, key string) string {
 // are the user's, what was in them before too; monitor asks its /healthz;
 // stop ends it.
 func TestStoreAgentUser(t *testing.T) {
+	testutil.Long(t)
 	if os.Geteuid() != 0 {
 		t.Skip("the agent changes users: root only")
 	}

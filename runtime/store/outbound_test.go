@@ -89,6 +89,7 @@ func sendFrom(t *testing.T, local, addr, client, from string, rcpts []string, bo
 // retried with backoff and, after the retry period, the sender finds an
 // RFC 3464 notification in its INBOX; a permanent refusal bounces at once.
 func TestOutboundThroughRealMTA(t *testing.T) {
+	testutil.Long(t)
 	dnsAddr := testpeers.Addr(t, 53)
 	okAddr, softAddr, hardAddr, deadAddr := testpeers.Addr(t, 25), testpeers.Addr(t, 25), testpeers.Addr(t, 25), testpeers.Addr(t, 25)
 	testpeers.Named(t, dnsAddr,

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/proxy/proxytest"
 	"github.com/mailfleet/mailfleet/runtime/proxy/session"
@@ -267,6 +268,7 @@ func TestBalancerSessionIDReachesStore(t *testing.T) {
 }
 
 func TestLimitsAndTimeouts(t *testing.T) {
+	testutil.Long(t)
 	cl := storetest.NewCluster(t, nil)
 	addr := proxytest.StartProxy(t, cl, New, func(o *Options) { o.MaxConnections = 1; o.PreAuthTimeout = 2 * time.Second })
 	c := dial(t, addr, nil)
