@@ -468,15 +468,6 @@ func (s labClusterStatus) service(name string) (out struct {
 	return
 }
 
-func (s labClusterStatus) node(name string) string {
-	for _, n := range s.Nodes {
-		if n.Name == name {
-			return n.State
-		}
-	}
-	return ""
-}
-
 func clusterStatus(t *testing.T, c *labCLI, topo string) labClusterStatus {
 	t.Helper()
 	var st labClusterStatus

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,7 +127,8 @@ func (p labPower) State(node string) string {
 }
 
 // ServePDU opens the lab at dir and serves fence device fence's switch on
-// its address until the listener fails. password is the device's secret.
+// its address until SIGTERM or SIGINT (then it returns nil) or the
+// listener fails. password is the device's secret.
 func ServePDU(dir, fence, password string) error {
 	l, err := Open(dir)
 	if err != nil {
@@ -155,7 +157,24 @@ func ServePDU(dir, fence, password string) error {
 		fmt.Fprintf(os.Stderr, "pdu %s: warning: no password: anyone on the lab network can switch power\n", fence)
 	}
 	fmt.Fprintf(os.Stderr, "pdu %s: listening on %s\n", fence, ln.Addr())
-	return s.Serve(ln)
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(stop)
+	stopped := make(chan struct{})
+	go func() {
+		if _, ok := <-stop; ok {
+			close(stopped)
+			ln.Close()
+		}
+	}()
+	err = s.Serve(ln)
+	select {
+	case <-stopped:
+		fmt.Fprintf(os.Stderr, "pdu %s: stopped\n", fence)
+		return nil
+	default:
+		return err
+	}
 }
 
 // Serve accepts connections on ln until it fails (not for a passing

@@ -18,6 +18,8 @@ PKGS=(
   openssh-server openssh-client iproute2
   postfix
   systemd
+  # go test -race needs cgo: a C compiler and the C library's headers.
+  gcc libc6-dev
 )
 
 missing=()

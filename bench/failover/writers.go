@@ -30,9 +30,8 @@ type twoWriters struct {
 }
 
 type nodeNS struct {
-	netns   string // ip -n NAME
-	initPID string // a process in the node's mount namespace
-	dir     string
+	netns string // ip -n NAME
+	dir   string
 }
 
 // newTwoWriters reads the lab's state for the namespaces of nodes.

@@ -18,21 +18,23 @@ import (
 
 // The mount agent: ocf:mailfleet:mount, one partition. Its parameters are
 // those of ocf:heartbeat:Filesystem that a mailfleet site uses.
-var mountAgent = register(&Agent{
-	Name:  "mount",
-	Short: "mailfleet partition",
-	Long: "Mounts one partition of a mailfleet instance or directory (device on directory, " +
-		"with fstype and options). Stop unmounts it, ending whatever still holds it (SIGTERM, then SIGKILL), " +
-		"so that a stop that returns success leaves the partition free for another node.",
-	Params: []Param{
-		{Name: "device", Desc: "The block device (or, with fstype none and options bind, the directory) to mount.", Required: true},
-		{Name: "directory", Desc: "The mount point, an absolute path.", Required: true, Unique: true},
-		{Name: "fstype", Desc: "The file system type, as mount -t takes it.", Required: true},
-		{Name: "options", Desc: "Mount options, as mount -o takes them."},
-	},
-	Start: mountStart, Stop: mountStop, Monitor: mountMonitor, Validate: mountValidate,
-	MonitorInterval: "20s",
-})
+func init() {
+	register(&Agent{
+		Name:  "mount",
+		Short: "mailfleet partition",
+		Long: "Mounts one partition of a mailfleet instance or directory (device on directory, " +
+			"with fstype and options). Stop unmounts it, ending whatever still holds it (SIGTERM, then SIGKILL), " +
+			"so that a stop that returns success leaves the partition free for another node.",
+		Params: []Param{
+			{Name: "device", Desc: "The block device (or, with fstype none and options bind, the directory) to mount.", Required: true},
+			{Name: "directory", Desc: "The mount point, an absolute path.", Required: true, Unique: true},
+			{Name: "fstype", Desc: "The file system type, as mount -t takes it.", Required: true},
+			{Name: "options", Desc: "Mount options, as mount -o takes them."},
+		},
+		Start: mountStart, Stop: mountStop, Monitor: mountMonitor, Validate: mountValidate,
+		MonitorInterval: "20s",
+	})
+}
 
 // mountInfo is /proc/self/mountinfo (a variable for tests).
 var mountInfo = "/proc/self/mountinfo"

@@ -21,25 +21,27 @@ import (
 )
 
 // The store agent: ocf:mailfleet:store, one mail instance.
-var storeAgent = register(&Agent{
-	Name:  "store",
-	Short: "mailfleet store instance",
-	Long: "Runs one mailfleet backend mail instance (mailfleetd store): SMTP/LMTP delivery, IMAP, POP3 and " +
-		"the admin API on the instance's partitions. Start returns once every listener is bound; monitor " +
-		"asks the store's /healthz, so that a hung store fails it.",
-	Params: []Param{
-		{Name: "config", Desc: "Path of the instance's JSON config, rendered by mailfleet build.", Required: true, Unique: true},
-		{Name: "binary", Desc: "The mailfleetd binary that runs the store; by default the one that runs this agent (the shim names /usr/local/bin/mailfleetd)."},
-		{Name: "pidfile", Desc: "PID file of the running instance (default /run/mailfleet-store-RESOURCE.pid).", Unique: true},
-		{Name: "health_url", Desc: "URL of the admin listener's /healthz; monitor asks it when set (the certificate is not checked: it is this node's own VIP, and no secret is sent)."},
-		{Name: "user", Desc: "System user the store runs as, with CAP_NET_BIND_SERVICE as its one privilege; empty: the agent's own user (root)."},
-		{Name: "dirs", Desc: "Space-separated directories the store writes (partition mount points, log directory): start creates them and gives them to user (and what is in them, once, when the top directory is not user's yet)."},
-		{Name: "nofile", Desc: "The store's limit on open files, sized by mailfleet for the sessions it must carry; empty keeps the agent's own.", Integer: true},
-		{Name: "stop_timeout", Desc: "Seconds to wait for a graceful stop before SIGKILL.", Default: "10", Integer: true},
-	},
-	Start: storeStart, Stop: storeStop, Monitor: storeMonitor, Validate: storeValidate,
-	MonitorInterval: "1s",
-})
+func init() {
+	register(&Agent{
+		Name:  "store",
+		Short: "mailfleet store instance",
+		Long: "Runs one mailfleet backend mail instance (mailfleetd store): SMTP/LMTP delivery, IMAP, POP3 and " +
+			"the admin API on the instance's partitions. Start returns once every listener is bound; monitor " +
+			"asks the store's /healthz, so that a hung store fails it.",
+		Params: []Param{
+			{Name: "config", Desc: "Path of the instance's JSON config, rendered by mailfleet build.", Required: true, Unique: true},
+			{Name: "binary", Desc: "The mailfleetd binary that runs the store; by default the one that runs this agent (the shim names /usr/local/bin/mailfleetd)."},
+			{Name: "pidfile", Desc: "PID file of the running instance (default /run/mailfleet-store-RESOURCE.pid).", Unique: true},
+			{Name: "health_url", Desc: "URL of the admin listener's /healthz; monitor asks it when set (the certificate is not checked: it is this node's own VIP, and no secret is sent)."},
+			{Name: "user", Desc: "System user the store runs as, with CAP_NET_BIND_SERVICE as its one privilege; empty: the agent's own user (root)."},
+			{Name: "dirs", Desc: "Space-separated directories the store writes (partition mount points, log directory): start creates them and gives them to user (and what is in them, once, when the top directory is not user's yet)."},
+			{Name: "nofile", Desc: "The store's limit on open files, sized by mailfleet for the sessions it must carry; empty keeps the agent's own.", Integer: true},
+			{Name: "stop_timeout", Desc: "Seconds to wait for a graceful stop before SIGKILL.", Default: "10", Integer: true},
+		},
+		Start: storeStart, Stop: storeStop, Monitor: storeMonitor, Validate: storeValidate,
+		MonitorInterval: "1s",
+	})
+}
 
 // Where the store agent keeps its files (variables for tests).
 var (

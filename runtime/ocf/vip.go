@@ -15,23 +15,25 @@ import (
 
 // The vip agent: ocf:mailfleet:vip, a service's address. Its parameters are
 // those of ocf:heartbeat:IPaddr2 that a mailfleet site uses.
-var vipAgent = register(&Agent{
-	Name:  "vip",
-	Short: "mailfleet service address",
-	Long: "Adds a service's address (VIP) to the interface of this node that is on its network, " +
-		"and announces it at once: gratuitous ARP for IPv4 (resource-agents' send_arp), an unsolicited " +
-		"neighbour advertisement for IPv6 (send_ua), repeated in the background. Duplicate address " +
-		"detection is not run: fencing guarantees the address is up on one node at most.",
-	Params: []Param{
-		{Name: "ip", Desc: "The address.", Required: true, Unique: true},
-		{Name: "cidr_netmask", Desc: "Its prefix length; by default that of the interface's address on its network.", Integer: true},
-		{Name: "nic", Desc: "The interface; by default the one with an address on the VIP's network."},
-		{Name: "arp_count", Desc: "Announcements to send.", Default: "5", Integer: true},
-		{Name: "arp_interval", Desc: "Milliseconds between announcements.", Default: "200", Integer: true},
-	},
-	Start: vipStart, Stop: vipStop, Monitor: vipMonitor, Validate: vipValidate,
-	MonitorInterval: "10s",
-})
+func init() {
+	register(&Agent{
+		Name:  "vip",
+		Short: "mailfleet service address",
+		Long: "Adds a service's address (VIP) to the interface of this node that is on its network, " +
+			"and announces it at once: gratuitous ARP for IPv4 (resource-agents' send_arp), an unsolicited " +
+			"neighbour advertisement for IPv6 (send_ua), repeated in the background. Duplicate address " +
+			"detection is not run: fencing guarantees the address is up on one node at most.",
+		Params: []Param{
+			{Name: "ip", Desc: "The address.", Required: true, Unique: true},
+			{Name: "cidr_netmask", Desc: "Its prefix length; by default that of the interface's address on its network.", Integer: true},
+			{Name: "nic", Desc: "The interface; by default the one with an address on the VIP's network."},
+			{Name: "arp_count", Desc: "Announcements to send.", Default: "5", Integer: true},
+			{Name: "arp_interval", Desc: "Milliseconds between announcements.", Default: "200", Integer: true},
+		},
+		Start: vipStart, Stop: vipStop, Monitor: vipMonitor, Validate: vipValidate,
+		MonitorInterval: "10s",
+	})
+}
 
 // haBin is where resource-agents installs send_arp and send_ua (a
 // variable for tests).
