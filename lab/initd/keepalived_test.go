@@ -39,6 +39,8 @@ func TestDebianKeepalivedService(t *testing.T) {
 		t.Fatalf("keepalived: %s pid %d (%s)\n%s", st, pid, procComm(pid), readFile(t, filepath.Join(n.logs, "mailfleet-lab", "keepalived.service.log")))
 	}
 	n.must("reload-or-restart", "keepalived")
+	// The point: a reload that restarted keepalived would show a new main
+	// PID by now (its start takes a few milliseconds).
 	time.Sleep(200 * time.Millisecond)
 	if p := n.mainPID("keepalived"); p != pid || n.prop("keepalived", "ActiveState") != "active" {
 		t.Errorf("reload changed the main PID %d -> %d", pid, p)

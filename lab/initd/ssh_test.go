@@ -104,10 +104,13 @@ Subsystem sftp internal-sftp
 	if st, p := n.prop("ssh", "ActiveState"), n.mainPID("ssh"); st != "active" || p != pid {
 		t.Errorf("after reload: %s pid %d (was %d)", st, p, pid)
 	}
-	time.Sleep(300 * time.Millisecond) // sshd re-executes itself on SIGHUP
-	if b := banner(); !strings.HasPrefix(b, "SSH-2.0-OpenSSH") {
-		t.Fatalf("banner after reload %q", b)
-	}
+	// sshd re-executes itself on SIGHUP: its listener answers again soon.
+	testutil.Eventually(t, 10*time.Second, "the banner after reload", func() error {
+		if b := banner(); !strings.HasPrefix(b, "SSH-2.0-OpenSSH") {
+			return fmt.Errorf("banner %q", b)
+		}
+		return nil
+	})
 	n.must("restart", "sshd.service")
 	p2 := n.mainPID("ssh")
 	if p2 == pid || pidAlive(pid) {
