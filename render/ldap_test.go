@@ -208,20 +208,6 @@ func TestLDAPBaseLDIFShapes(t *testing.T) {
 	}
 }
 
-func TestSlapdQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"dc=example,dc=com":     `"dc=example,dc=com"`,
-		`cn=a\,b,dc=x`:          `"cn=a\\,b,dc=x"`,
-		`cn=say "hi",dc=x`:      `"cn=say \"hi\",dc=x"`,
-		`cn=back\\slash,dc=x`:   `"cn=back\\\\slash,dc=x"`,
-		"cn=with space,dc=test": `"cn=with space,dc=test"`,
-	} {
-		if got := slapdQuote(in); got != want {
-			t.Errorf("slapdQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 // ldapTestTLS writes a self-signed certificate for 127.0.0.1 and its key.
 func ldapTestTLS(t *testing.T, dir string) (cert, key string) {
 	t.Helper()

@@ -159,24 +159,6 @@ func (c *cluster) close() {
 	c.slapd.stop()
 }
 
-const slapdConf = `include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-include /etc/ldap/schema/misc.schema
-pidfile %[1]s/slapd.pid
-modulepath /usr/lib/ldap
-moduleload back_mdb
-sizelimit 100
-database mdb
-maxsize 67108864
-suffix "%[2]s"
-rootdn "cn=root,%[2]s"
-directory %[1]s/db
-index uid eq
-access to attrs=userPassword by anonymous auth by * none
-access to * by dn.exact="%[3]s" read by * none
-`
-
 func writeJSON(path string, v interface{ Validate() error }) error {
 	if err := v.Validate(); err != nil {
 		return err
@@ -221,7 +203,11 @@ func startCluster(dir, bin string) (*cluster, error) {
 	}
 	ldapDir := c.path("ldap")
 	conf := filepath.Join(ldapDir, "slapd.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(slapdConf, ldapDir, slapdtest.Suffix, slapdtest.ServiceDN)), 0o600); err != nil {
+	confText, err := slapdtest.Conf(ldapDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(conf, confText, 0o600); err != nil {
 		return nil, err
 	}
 	ldif := filepath.Join(ldapDir, "base.ldif")

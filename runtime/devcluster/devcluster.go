@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/netwait"
 	"github.com/mailfleet/mailfleet/runtime/balancer"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/frontend"
@@ -776,7 +777,7 @@ func commonPort(ips []netip.Addr, preferred int) (int, error) {
 		return preferred, nil
 	}
 	for try := 0; try < 20; try++ {
-		p, err := freePort(ips[0])
+		p, err := netwait.FreePort(ips[0])
 		if err != nil {
 			return 0, err
 		}

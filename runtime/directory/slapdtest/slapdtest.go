@@ -1,6 +1,9 @@
 package slapdtest
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -10,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailfleet/mailfleet/internal/netwait"
 	"github.com/mailfleet/mailfleet/internal/ssha"
 	"github.com/mailfleet/mailfleet/runtime/config"
+	"github.com/mailfleet/mailfleet/templates"
 )
 
 // Suffix is the directory's naming context; accounts live under
@@ -93,6 +98,32 @@ func LDIF(accounts []Account) string {
 	return b.String()
 }
 
+// Conf is the slapd.conf of a test directory in dir (database in
+// dir/db): production's own (templates/slapd.conf.tmpl, its access rules
+// and indexes), without TLS, with a root DN whose password is random.
+func Conf(dir string) ([]byte, error) {
+	q := templates.SlapdQuote
+	root := make([]byte, 16)
+	rand.Read(root)
+	v := templates.Slapd{
+		Header:     []string{"slapd of a mailfleet test (slapdtest)"},
+		PidFile:    q(filepath.Join(dir, "slapd.pid")),
+		ArgsFile:   q(filepath.Join(dir, "slapd.args")),
+		ModulePath: "/usr/lib/ldap",
+		MaxSize:    64 << 20,
+		Suffix:     q(Suffix),
+		RootDN:     q("cn=root," + Suffix),
+		RootPW:     SSHA(hex.EncodeToString(root)),
+		DataDir:    q(filepath.Join(dir, "db")),
+		Indexes:    []string{"objectClass eq", "uid eq", "mailLocalAddress eq", "mailHost eq"},
+		ServiceDN:  q(ServiceDN),
+	}
+	for _, s := range []string{"core", "cosine", "inetorgperson", "misc"} {
+		v.Schemas = append(v.Schemas, "/etc/ldap/schema/"+s+".schema")
+	}
+	return templates.SlapdConf(v)
+}
+
 // Start runs slapd loaded with accounts until the test ends.
 func Start(t testing.TB, accounts []Account) *Server {
 	t.Helper()
@@ -107,25 +138,12 @@ func Start(t testing.TB, accounts []Account) *Server {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Mkdir(filepath.Join(dir, "db"), 0o700)
-	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-include /etc/ldap/schema/misc.schema
-pidfile %[1]s/slapd.pid
-modulepath /usr/lib/ldap
-moduleload back_mdb
-sizelimit 100
-database mdb
-maxsize 67108864
-suffix "%[2]s"
-rootdn "cn=root,%[2]s"
-directory %[1]s/db
-index uid eq
-access to attrs=userPassword by anonymous auth by * none
-access to * by dn.exact="%[3]s" read by * none
-`, dir, Suffix, ServiceDN)
+	conf, err := Conf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	confPath := filepath.Join(dir, "slapd.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(confPath, conf, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ldifPath := filepath.Join(dir, "base.ldif")
@@ -150,7 +168,7 @@ access to * by dn.exact="%[3]s" read by * none
 		}
 		exited := make(chan struct{})
 		go func() { s.cmd.Wait(); close(exited) }()
-		if waitListening(s.Addr, exited) {
+		if netwait.Listening(context.Background(), s.Addr, exited, 30*time.Second) == nil {
 			s.exited = exited
 			t.Cleanup(s.Stop)
 			return s
@@ -161,23 +179,4 @@ access to * by dn.exact="%[3]s" read by * none
 			t.Fatal("slapdtest: slapd did not start listening")
 		}
 	}
-}
-
-// waitListening waits until addr accepts connections, or slapd exits (the
-// port was taken meanwhile).
-func waitListening(addr string, exited <-chan struct{}) bool {
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
 }
