@@ -7,9 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mailfleet/mailfleet/runtime/balancer"
@@ -61,22 +59,10 @@ func runBalancer(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailfleetd balancer: %v\n", err)
 		return 1
 	}
-	// Signals are caught before the listeners open, so a SIGHUP sent as
-	// soon as the process accepts cannot kill it.
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	if err := b.Listen(); err != nil {
-		fmt.Fprintf(stderr, "mailfleetd balancer: %v\n", err)
-		return 1
-	}
-	b.Serve()
-	for sig := range sigs {
-		if sig != syscall.SIGHUP {
-			log.Info("shutting down", "signal", sig.String())
-			break
-		}
+	// SIGHUP: reopen the log file (after logrotate moved it away) and
+	// reload the config.
+	hup := func() {
 		if logOut.path != "" {
-			// After logrotate moved it away.
 			if err := logOut.reopen(); err != nil {
 				log.Error("reopening the log file", "err", err.Error())
 			}
@@ -84,12 +70,11 @@ func runBalancer(args []string, stdout, stderr io.Writer) int {
 		next := &config.Balancer{}
 		if err := config.Load(a.config, next); err != nil {
 			log.Error("reload failed, keeping the running config", "err", err.Error())
-			continue
+			return
 		}
 		b.Reload(next) // logs its own failure
 	}
-	b.Close()
-	return 0
+	return runDaemon("balancer", b, 0, stderr, nil, hup)
 }
 
 // logWriter buffers log lines for w, or for the file at path, which

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
-	"time"
 
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/store"
@@ -67,51 +63,40 @@ func runStore(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 	}
-	var logOut io.Writer = stderr
-	if f, err := store.LogFile(cfg); err != nil {
-		fmt.Fprintf(stderr, "mailfleetd store: log file: %v\n", err)
+	logOut, closeLog, err := roleLog("store", func() (*os.File, error) { return store.LogFile(cfg) }, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
 		return 1
-	} else if f != nil {
-		defer f.Close()
-		logOut = f
 	}
+	defer closeLog()
 	in, err := store.New(cfg, store.Options{Logger: slog.New(slog.NewJSONHandler(logOut, nil))})
 	if err != nil {
 		fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
 		return 1
 	}
-	if err := in.Listen(); err != nil {
-		fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
-		return 1
+	// Once every listener is bound: the ready file the OCF agent waits
+	// for, and in development the line that says where everything is.
+	serving := func() error {
+		if a.ready != "" {
+			if err := writeReady(a.ready); err != nil {
+				return fmt.Errorf("ready file: %w", err)
+			}
+		}
+		if a.dev {
+			line := map[string]string{"user": cred.User, "password": cred.Password, "admin_secret": cred.AdminSecret, "data": cfg.StoragePath}
+			for k, v := range in.Addrs() {
+				line[k] = v
+			}
+			b, _ := json.Marshal(line)
+			fmt.Fprintf(stdout, "%s\n", b)
+			if f, ok := stdout.(*os.File); ok {
+				f.Sync()
+			}
+		}
+		return nil
 	}
 	if a.ready != "" {
-		if err := writeReady(a.ready); err != nil {
-			fmt.Fprintf(stderr, "mailfleetd store: ready file: %v\n", err)
-			return 1
-		}
 		defer os.Remove(a.ready)
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	in.Serve()
-	if a.dev {
-		line := map[string]string{"user": cred.User, "password": cred.Password, "admin_secret": cred.AdminSecret, "data": cfg.StoragePath}
-		for k, v := range in.Addrs() {
-			line[k] = v
-		}
-		b, _ := json.Marshal(line)
-		fmt.Fprintf(stdout, "%s\n", b)
-		if f, ok := stdout.(*os.File); ok {
-			f.Sync()
-		}
-	}
-	sig := <-sigs
-	fmt.Fprintf(stderr, "mailfleetd store: %v, shutting down\n", sig)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := in.Shutdown(ctx); err != nil {
-		fmt.Fprintf(stderr, "mailfleetd store: shutdown: %v\n", err)
-		return 1
-	}
-	return 0
+	return runDaemon("store", in, shutdownGrace, stderr, serving, nil)
 }
