@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailfleet/mailfleet/provision"
+	"github.com/mailfleet/mailfleet/remote/sshconn"
 	"github.com/mailfleet/mailfleet/spec"
 	"github.com/mailfleet/mailfleet/spec/diagview"
 )
@@ -27,24 +27,60 @@ import (
 // accountHook, when set (by tests), is given the site before a command runs.
 var accountHook func(*provision.Site)
 
+// accountCmd is one `mailfleet account` command: its usage, the flags of
+// its own (beside -topology and the SSH flags every command has) and what
+// it runs.
 type accountCmd struct {
 	name, args, help string
+	flags            func(fs *flag.FlagSet, a *accountFlags)
 	run              func(e *env, a *accountFlags, pos []string) int
+}
+
+// The flags some commands share.
+func passwordFlags(fs *flag.FlagSet, a *accountFlags) {
+	fs.StringVar(&a.passwordFile, "password-file", "", "read the password from the first line of `FILE`")
+	fs.BoolVar(&a.passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
+}
+func instanceFlag(fs *flag.FlagSet, a *accountFlags) {
+	fs.StringVar(&a.instance, "instance", "", "mail_instance `NAME`")
+}
+func quotaFlag(fs *flag.FlagSet, a *accountFlags) {
+	fs.StringVar(&a.quota, "quota", "", "quota `SIZE` (500M, 2G)")
+}
+func jsonFlag(fs *flag.FlagSet, a *accountFlags) { fs.BoolVar(&a.asJSON, "json", false, "print JSON") }
+
+// flagSets joins flag registrations.
+func flagSets(fns ...func(*flag.FlagSet, *accountFlags)) func(*flag.FlagSet, *accountFlags) {
+	return func(fs *flag.FlagSet, a *accountFlags) {
+		for _, f := range fns {
+			f(fs, a)
+		}
+	}
 }
 
 var accountCmds []accountCmd
 
 func init() {
 	accountCmds = []accountCmd{
-		{"add", "ADDRESS [-password-file F | -password-stdin] [-instance NAME] [-quota SIZE]", "Create an account: domain, mailbox on its home instance, LDAP entry.", accountAdd},
-		{"passwd", "ADDRESS [-password-file F | -password-stdin]", "Change an account's password (LDAP only).", accountPasswd},
-		{"set", "ADDRESS -quota SIZE", "Change an account's quota on its home instance.", accountSet},
-		{"rm", "ADDRESS", "Remove an account: LDAP entry first (stop routing), then the mailbox.", accountRm},
-		{"show", "ADDRESS [-json]", "Show an account's entry and mailbox.", accountShow},
-		{"ls", "[-domain D] [-instance N] [-json]", "List the accounts.", accountLs},
-		{"check", "[-fix] [-json]", "Compare LDAP with every instance; exit 1 on a difference (-fix repairs).", accountCheck},
-		{"import", "FILE.csv [-workers N]", "Create accounts in bulk (address,password,instance,quota); resumable.", accountImport},
-		{"move", "ADDRESS -to INSTANCE", "Move a mailbox to another instance, keeping flags and UIDs.", accountMove},
+		{"add", "ADDRESS [-password-file F | -password-stdin] [-instance NAME] [-quota SIZE]", "Create an account: domain, mailbox on its home instance, LDAP entry.",
+			flagSets(passwordFlags, instanceFlag, quotaFlag), accountAdd},
+		{"passwd", "ADDRESS [-password-file F | -password-stdin]", "Change an account's password (LDAP only).", passwordFlags, accountPasswd},
+		{"set", "ADDRESS -quota SIZE", "Change an account's quota on its home instance.", quotaFlag, accountSet},
+		{"rm", "ADDRESS", "Remove an account: LDAP entry first (stop routing), then the mailbox.", nil, accountRm},
+		{"show", "ADDRESS [-json]", "Show an account's entry and mailbox.", jsonFlag, accountShow},
+		{"ls", "[-domain D] [-instance N] [-json]", "List the accounts.", flagSets(instanceFlag, jsonFlag, func(fs *flag.FlagSet, a *accountFlags) {
+			fs.StringVar(&a.domain, "domain", "", "only the accounts of `DOMAIN`")
+		}), accountLs},
+		{"check", "[-fix] [-json]", "Compare LDAP with every instance; exit 1 on a difference (-fix repairs).", flagSets(jsonFlag, func(fs *flag.FlagSet, a *accountFlags) {
+			fs.BoolVar(&a.fix, "fix", false, "repair what can be repaired")
+		}), accountCheck},
+		{"import", "FILE.csv [-workers N]", "Create accounts in bulk (address,password,instance,quota); resumable.", func(fs *flag.FlagSet, a *accountFlags) {
+			fs.IntVar(&a.workers, "workers", 16, "parallel creations")
+		}, accountImport},
+		{"move", "ADDRESS -to INSTANCE", "Move a mailbox to another instance, keeping flags and UIDs.", func(fs *flag.FlagSet, a *accountFlags) {
+			fs.StringVar(&a.to, "to", "", "target mail_instance `NAME`")
+			fs.DurationVar(&a.drain, "drain", provision.DefaultDrain, "how long the old copy refuses mail before it is removed (outlasts the front-ends' lookup cache)")
+		}, accountMove},
 	}
 }
 
@@ -94,36 +130,8 @@ func runAccount(e *env, args []string) int {
 		a.fs = fs
 		fs.StringVar(&a.topology, "topology", "", "topology `PATH` (default $MAILFLEET_TOPOLOGY, else .)")
 		a.sshFlags.register(fs)
-		switch c.name {
-		case "add", "passwd":
-			fs.StringVar(&a.passwordFile, "password-file", "", "read the password from the first line of `FILE`")
-			fs.BoolVar(&a.passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
-		}
-		switch c.name {
-		case "add", "ls":
-			fs.StringVar(&a.instance, "instance", "", "mail_instance `NAME`")
-		}
-		switch c.name {
-		case "add", "set":
-			fs.StringVar(&a.quota, "quota", "", "quota `SIZE` (500M, 2G)")
-		}
-		switch c.name {
-		case "ls":
-			fs.StringVar(&a.domain, "domain", "", "only the accounts of `DOMAIN`")
-		}
-		switch c.name {
-		case "ls", "show", "check":
-			fs.BoolVar(&a.asJSON, "json", false, "print JSON")
-		}
-		if c.name == "check" {
-			fs.BoolVar(&a.fix, "fix", false, "repair what can be repaired")
-		}
-		if c.name == "import" {
-			fs.IntVar(&a.workers, "workers", 16, "parallel creations")
-		}
-		if c.name == "move" {
-			fs.StringVar(&a.to, "to", "", "target mail_instance `NAME`")
-			fs.DurationVar(&a.drain, "drain", provision.DefaultDrain, "how long the old copy refuses mail before it is removed (outlasts the front-ends' lookup cache)")
+		if c.flags != nil {
+			c.flags(fs, a)
 		}
 		pos, err := parse(fs, args[1:])
 		if err != nil {
@@ -169,57 +177,31 @@ func (a *accountFlags) site(e *env) *provision.Site {
 	return s
 }
 
-// dialOptions reaches the directory and each instance through the jump host
-// their nodes name (the first node that names one), over one SSH
-// connection per jump host; directly when none does.
+// dialOptions reaches the directory and each instance through the jump
+// host their nodes name, if any (jumpDialers).
 func (a *accountFlags) dialOptions(e *env, t *spec.Topology) (provision.Options, error) {
-	jumps := map[string]*spec.Node{} // "" for the directory, else instance name
-	firstJump := func(nodes []*spec.Node) *spec.Node {
-		for _, n := range nodes {
-			if n.SSH.Jump != nil {
-				return n.SSH.Jump
-			}
-		}
-		return nil
-	}
+	groups := map[string][]*spec.Node{} // "" for the directory, else instance name
 	if t.Directory != nil {
-		if j := firstJump(t.Directory.Nodes); j != nil {
-			jumps[""] = j
-		}
+		groups[""] = t.Directory.Nodes
 	}
 	for _, in := range t.Instances {
-		if j := firstJump(in.Nodes); j != nil {
-			jumps[in.Name] = j
+		groups[in.Name] = in.Nodes
+	}
+	dial, err := jumpDialers(groups, func() (*sshconn.Pool, error) {
+		pool, err := a.pool(e)
+		if err == nil {
+			a.closers = append(a.closers, pool.Close)
 		}
-	}
-	if len(jumps) == 0 {
-		return provision.Options{}, nil
-	}
-	pool, err := a.pool(e)
-	if err != nil {
+		return pool, err
+	})
+	if err != nil || dial == nil {
 		return provision.Options{}, err
 	}
-	a.closers = append(a.closers, pool.Close)
 	return provision.Options{Dial: func(name string) provision.Dialer {
-		j := jumps[name]
-		if j == nil {
-			return nil
+		if d := dial(name); d != nil {
+			return d
 		}
-		return func(ctx context.Context, network, addr string) (net.Conn, error) {
-			target, err := nodeTarget(j, 0)
-			if err != nil {
-				return nil, err
-			}
-			c, err := pool.Client(ctx, target)
-			if err != nil {
-				return nil, fmt.Errorf("jump host %s: %w", j.Name, err)
-			}
-			conn, err := c.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, fmt.Errorf("%s through jump host %s: %w", addr, j.Name, err)
-			}
-			return conn, nil
-		}
+		return nil
 	}}, nil
 }
 

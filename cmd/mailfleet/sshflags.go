@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -63,4 +65,49 @@ func nodeTarget(n *spec.Node, depth int) (sshconn.Target, error) {
 		t.Jump = &j
 	}
 	return t, nil
+}
+
+// jumpDialers says, for each group of nodes (a name → its nodes), how to
+// reach an address of the group: through the jump host the first of its
+// nodes that names one names, over one SSH connection per jump host from
+// the pool that newPool opens (on first need); nil for a group reached
+// directly. With no jump host anywhere it returns nil and opens no pool.
+func jumpDialers(groups map[string][]*spec.Node, newPool func() (*sshconn.Pool, error)) (func(name string) func(ctx context.Context, network, addr string) (net.Conn, error), error) {
+	jumps := map[string]*spec.Node{}
+	for name, nodes := range groups {
+		for _, n := range nodes {
+			if n.SSH.Jump != nil {
+				jumps[name] = n.SSH.Jump
+				break
+			}
+		}
+	}
+	if len(jumps) == 0 {
+		return nil, nil
+	}
+	pool, err := newPool()
+	if err != nil {
+		return nil, err
+	}
+	return func(name string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		j := jumps[name]
+		if j == nil {
+			return nil
+		}
+		return func(ctx context.Context, network, addr string) (net.Conn, error) {
+			target, err := nodeTarget(j, 0)
+			if err != nil {
+				return nil, err
+			}
+			c, err := pool.Client(ctx, target)
+			if err != nil {
+				return nil, fmt.Errorf("jump host %s: %w", j.Name, err)
+			}
+			conn, err := c.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, fmt.Errorf("%s through jump host %s: %w", addr, j.Name, err)
+			}
+			return conn, nil
+		}
+	}, nil
 }
