@@ -826,7 +826,7 @@ func (b *bench) repeat(cmd string) (stop func()) {
 			}
 			out, err := exec.Command("sh", "-c", cmd).CombinedOutput()
 			if err != nil {
-				b.logf("   load round %d failed: %v\n%s", round, err, tail(string(out), 15))
+				b.logf("   load round %d failed: %v\n%s", round, err, failures(string(out)))
 			} else {
 				b.logf("   load round %d done", round)
 			}
@@ -837,4 +837,21 @@ func (b *bench) repeat(cmd string) (stop func()) {
 		b.logf("   waiting for the load's round in progress to end")
 		<-done
 	}
+}
+
+// failures is what names a failure in go test's output (the failed tests,
+// the packages, panics and timeouts), else its last lines.
+func failures(out string) string {
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "--- FAIL") || strings.HasPrefix(t, "FAIL") || strings.HasPrefix(t, "panic:") ||
+			strings.Contains(t, "test timed out") {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) == 0 {
+		return tail(out, 15)
+	}
+	return strings.Join(keep, "\n")
 }
