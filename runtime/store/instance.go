@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -141,12 +142,18 @@ func New(cfg *config.Store, opts Options) (*Instance, error) {
 	}
 	in.queue = q
 	lim := cfg.Limits
+	// Messages arrive into the run partition's spool, one unlinked file
+	// each, never whole in memory.
+	spool := filepath.Join(cfg.RunPath, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
 	for _, proto := range []string{"smtp", "lmtp"} {
 		if _, ok := cfg.Listeners[proto]; !ok {
 			continue
 		}
 		s := smtp.New(smtp.Options{Hostname: cfg.Hostname, Store: st, Directory: in.dir, DomainServed: in.domainServed,
-			Relay: in.relayAllowed, Enqueue: in.enqueue, LMTP: proto == "lmtp",
+			Relay: in.relayAllowed, Enqueue: in.enqueue, LMTP: proto == "lmtp", SpoolDir: spool,
 			TLSConfig: in.tlsConfig, MaxMessageBytes: lim.MaxMessageBytes, MaxRecipients: lim.MaxRecipients,
 			Refuse: in.refuse, Hold: in.hold, Delivered: in.metrics.delivered,
 			Rejected: func(reason string) { in.metrics.refused(proto, reason) }, Logger: in.log})
@@ -203,7 +210,7 @@ func (in *Instance) relayAllowed(peer net.Addr) bool {
 	return false
 }
 
-func (in *Instance) enqueue(from string, rcpts []string, msg []byte) error {
+func (in *Instance) enqueue(from string, rcpts []string, msg io.Reader) error {
 	_, err := in.queue.Enqueue(from, rcpts, msg)
 	return err
 }
@@ -218,7 +225,7 @@ func (in *Instance) bounce(to string, msg []byte) error {
 		// new home the way outside mail does (null sender, so it never
 		// causes another), not into a mailbox left here.
 		in.log.Info("notification for a sender homed on another instance queued", "to", to, "err", err)
-		_, err := in.queue.Enqueue("", []string{to}, msg)
+		_, err := in.queue.Enqueue("", []string{to}, bytes.NewReader(msg))
 		if err == nil {
 			in.metrics.bounces.Inc()
 		}

@@ -128,24 +128,32 @@ func syncDir(dir string) error {
 }
 
 func writeSynced(path string, data []byte) error {
+	_, err := writeSyncedFrom(path, bytes.NewReader(data))
+	return err
+}
+
+// writeSyncedFrom writes what r holds to path, streaming, and fsyncs it.
+func writeSyncedFrom(path string, r io.Reader) (int64, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := f.Write(data); err != nil {
+	n, err := io.Copy(f, r)
+	if err != nil {
 		f.Close()
-		return err
+		return n, err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return err
+		return n, err
 	}
-	return f.Close()
+	return n, f.Close()
 }
 
-// Enqueue stores a message for the recipients. A nil error means the
-// message and its envelope are durable on the queue partition.
-func (q *Queue) Enqueue(from string, rcpts []string, msg []byte) (string, error) {
+// Enqueue stores the message msg holds (read as it is written, never
+// whole in memory) for the recipients. A nil error means the message and
+// its envelope are durable on the queue partition.
+func (q *Queue) Enqueue(from string, rcpts []string, msg io.Reader) (string, error) {
 	var b [10]byte
 	rand.Read(b[:])
 	id := time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
@@ -155,7 +163,9 @@ func (q *Queue) Enqueue(from string, rcpts []string, msg []byte) (string, error)
 	}
 	ej, _ := json.Marshal(env)
 	tmp, dst := filepath.Join(q.opts.Dir, "tmp"), filepath.Join(q.opts.Dir, "msg")
-	if err := writeSynced(filepath.Join(tmp, id+".eml"), msg); err != nil {
+	size, err := writeSyncedFrom(filepath.Join(tmp, id+".eml"), msg)
+	if err != nil {
+		os.Remove(filepath.Join(tmp, id+".eml"))
 		return "", fmt.Errorf("queue: %w", err)
 	}
 	if err := writeSynced(filepath.Join(tmp, id+".json"), ej); err != nil {
@@ -171,7 +181,7 @@ func (q *Queue) Enqueue(from string, rcpts []string, msg []byte) (string, error)
 	if err := syncDir(dst); err != nil {
 		return "", fmt.Errorf("queue: fsync: %w", err)
 	}
-	q.opts.Logger.Info("queued", "id", id, "from", from, "rcpts", len(rcpts), "size", len(msg))
+	q.opts.Logger.Info("queued", "id", id, "from", from, "rcpts", len(rcpts), "size", size)
 	q.Kick()
 	return id, nil
 }

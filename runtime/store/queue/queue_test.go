@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -141,7 +142,7 @@ func TestQueueDeliversRetriesAndBounces(t *testing.T) {
 			t.Fatal(err)
 		}
 		msg := []byte("From: me@local.test\r\nSubject: out\r\n\r\nhello world\r\n")
-		if _, err := q.Enqueue("me@local.test", []string{"ok@remote.test", "bad@remote.test", "later@remote.test", "x@nullmx.test"}, msg); err != nil {
+		if _, err := q.Enqueue("me@local.test", []string{"ok@remote.test", "bad@remote.test", "later@remote.test", "x@nullmx.test"}, bytes.NewReader(msg)); err != nil {
 			t.Fatal(err)
 		}
 		// The queue survives a restart: a new Queue on the same directory.
@@ -206,7 +207,7 @@ func TestNullSenderIsNeverBounced(t *testing.T) {
 	called := false
 	q, _ := Open(Options{Dir: t.TempDir(), Hostname: "store.test", Resolver: resolverFor(dnsAddr), Port: port,
 		RetryPeriod: time.Nanosecond, Bounce: func(string, []byte) error { called = true; return errors.New("no") }})
-	q.Enqueue("", []string{"bad@remote.test"}, []byte("Subject: dsn\r\n\r\nx\r\n"))
+	q.Enqueue("", []string{"bad@remote.test"}, strings.NewReader("Subject: dsn\r\n\r\nx\r\n"))
 	q.RunOnce(context.Background())
 	if called {
 		t.Fatal("a bounce was bounced")

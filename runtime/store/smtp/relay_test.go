@@ -3,6 +3,7 @@ package smtp
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -17,7 +18,11 @@ func TestRelayFromTrustedPeerIsQueued(t *testing.T) {
 	fail := false
 	ts := startServer(t, func(o *Options) {
 		o.Relay = func(peer net.Addr) bool { return strings.HasPrefix(peer.String(), "127.0.0.1:") }
-		o.Enqueue = func(from string, rcpts []string, msg []byte) error {
+		o.Enqueue = func(from string, rcpts []string, r io.Reader) error {
+			msg, err := io.ReadAll(r)
+			if err != nil {
+				return err
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			if fail {

@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
+	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gosmtp "github.com/emersion/go-smtp"
@@ -55,7 +57,20 @@ type Options struct {
 	// domains: the front-end routers, for mail their authenticated users
 	// send. Such recipients go to Enqueue, durably, before the 250.
 	Relay   func(peer net.Addr) bool
-	Enqueue func(from string, rcpts []string, msg []byte) error
+	Enqueue func(from string, rcpts []string, msg io.Reader) error
+	// SpoolDir holds each message while it arrives (an unlinked temporary
+	// file, so nothing is left behind by a crash): memory per connection
+	// stays one small buffer whatever the message's size. Empty: the
+	// system's temporary directory.
+	SpoolDir string
+	// MaxSpoolBytes bounds what all the sessions together hold in
+	// SpoolDir at a time (0: 8 × MaxMessageBytes). Once it is reached,
+	// a session that holds more than its share of it (MaxSpoolBytes over
+	// the sessions spooling) has the rest of its message read and dropped,
+	// and the message refused with 452 4.3.1; a small message still goes
+	// through, so that clients that stall big transfers cannot keep the
+	// others out.
+	MaxSpoolBytes int64
 	// Refuse, if set, may refuse an account temporarily (being moved).
 	Refuse func(address string) error
 	// Hold, if set, is called with the recipients' accounts (their
@@ -78,6 +93,9 @@ type Options struct {
 type Server struct {
 	opts Options
 	srv  *gosmtp.Server
+	// spooled is what the sessions hold in SpoolDir now, spooling how
+	// many sessions are reading a message into it.
+	spooled, spooling atomic.Int64
 }
 
 // New returns a server.
@@ -99,6 +117,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Hostname == "" {
 		opts.Hostname = "localhost"
+	}
+	if opts.MaxSpoolBytes == 0 {
+		opts.MaxSpoolBytes = 8 * opts.MaxMessageBytes
 	}
 	s := &Server{opts: opts}
 	srv := gosmtp.NewServer(gosmtp.BackendFunc(s.newSession))
@@ -295,18 +316,76 @@ func containsFold(list []string, s string) bool {
 	return false
 }
 
-// readMessage reads the data into memory, bounded by the size limit.
-func (ss *session) readMessage(r io.Reader) ([]byte, error) {
-	var buf bytes.Buffer
-	_, err := buf.ReadFrom(r)
+// spool is a message being handed over, in an unlinked temporary file.
+type spool struct {
+	f    *os.File
+	size int64
+	s    *Server
+}
+
+// reader reads the message from its start; readers do not disturb each
+// other.
+func (m *spool) reader() io.Reader { return io.NewSectionReader(m.f, 0, m.size) }
+
+// close gives the file and its share of MaxSpoolBytes back.
+func (m *spool) close() {
+	m.f.Close()
+	m.s.spooled.Add(-m.size)
+}
+
+// readMessage spools the data to a temporary file as it arrives (go-smtp
+// bounds it by MaxMessageBytes). Beyond MaxSpoolBytes for all sessions
+// together the rest is read and dropped, and the message refused (452).
+func (ss *session) readMessage(r io.Reader) (*spool, error) {
+	f, err := os.CreateTemp(ss.s.opts.SpoolDir, "data-")
 	if err != nil {
+		ss.log.Error("spool", "err", err)
+		io.Copy(io.Discard, r)
+		return nil, smtpErr(451, gosmtp.EnhancedCode{4, 3, 0}, "Local error in processing, try again later")
+	}
+	os.Remove(f.Name()) // the open file stays until close
+	m := &spool{f: f, s: ss.s}
+	w := &spoolWriter{m: m}
+	ss.s.spooling.Add(1)
+	_, err = io.CopyBuffer(w, r, make([]byte, 32<<10))
+	ss.s.spooling.Add(-1)
+	if err == nil && w.full {
+		err = smtpErr(452, gosmtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
+		ss.log.Info("spool full, message refused", "from", ss.from)
+	}
+	if err != nil {
+		m.close()
 		var se *gosmtp.SMTPError
 		if errors.As(err, &se) {
 			return nil, se
 		}
 		return nil, smtpErr(451, gosmtp.EnhancedCode{4, 3, 0}, "Error reading message")
 	}
-	return buf.Bytes(), nil
+	return m, nil
+}
+
+// spoolWriter writes to the spool while the server's total allows it, or
+// while its session holds no more than its share of MaxSpoolBytes; then it
+// drops what comes (full).
+type spoolWriter struct {
+	m    *spool
+	full bool
+}
+
+func (w *spoolWriter) Write(p []byte) (int, error) {
+	if w.full {
+		return len(p), nil
+	}
+	s, n := w.m.s, int64(len(p))
+	if s.spooled.Add(n) > s.opts.MaxSpoolBytes && w.m.size+n > s.opts.MaxSpoolBytes/max(s.spooling.Load(), 1) {
+		s.spooled.Add(-n)
+		w.full = true
+		return len(p), nil
+	}
+	written, err := w.m.f.Write(p)
+	w.m.size += int64(written)
+	s.spooled.Add(int64(written) - n)
+	return written, err
 }
 
 func (ss *session) header(rcpt string) []byte {
@@ -345,17 +424,17 @@ func sanitize(s string) string {
 
 // deliver stores the message for one account. A nil result means the
 // message is durable.
-func (ss *session) deliver(acct *maildir.Account, msg []byte) error {
+func (ss *session) deliver(acct *maildir.Account, msg *spool) error {
 	hdr := ss.header(acct.Address)
 	start := time.Now()
-	size, err := acct.Inbox().Deliver(io.MultiReader(bytes.NewReader(hdr), bytes.NewReader(msg)),
+	size, err := acct.Inbox().Deliver(io.MultiReader(bytes.NewReader(hdr), msg.reader()),
 		maildir.DeliverOptions{MaxSize: ss.s.opts.MaxMessageBytes + int64(len(hdr)) + 1024})
 	if ss.s.opts.Delivered != nil {
 		ss.s.opts.Delivered(acct.Address, size, time.Since(start), err)
 	}
 	switch {
 	case errors.Is(err, maildir.ErrQuota):
-		ss.log.Info("over quota", "rcpt", acct.Address, "size", len(msg))
+		ss.log.Info("over quota", "rcpt", acct.Address, "size", msg.size)
 		return smtpErr(552, gosmtp.EnhancedCode{5, 2, 2}, "Mailbox full")
 	case errors.Is(err, maildir.ErrTooBig):
 		return gosmtp.ErrDataTooLarge
@@ -375,7 +454,8 @@ func (ss *session) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	size := int64(len(msg))
+	defer msg.close()
+	size := msg.size
 	for _, r := range ss.rcpts {
 		if err := r.acct.CheckQuota(size); errors.Is(err, maildir.ErrQuota) {
 			if len(ss.rcpts) == 1 {
@@ -430,6 +510,7 @@ func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 	if err != nil {
 		return err
 	}
+	defer msg.close()
 	for _, r := range ss.rcpts {
 		release, err := ss.hold(r)
 		if err == nil {
@@ -453,7 +534,7 @@ func (ss *session) LMTPData(r io.Reader, status gosmtp.StatusCollector) error {
 
 // enqueue hands the relay recipients to the outbound queue; nil means the
 // message is durable there.
-func (ss *session) enqueue(msg []byte) error {
+func (ss *session) enqueue(msg *spool) error {
 	if len(ss.relay) == 0 {
 		return nil
 	}
@@ -461,10 +542,10 @@ func (ss *session) enqueue(msg []byte) error {
 	host, _, _ := net.SplitHostPort(ss.remote)
 	fmt.Fprintf(&hdr, "Received: from %s ([%s])\r\n\tby %s (mailfleet) with ESMTP id %s; %s\r\n",
 		sanitize(ss.conn.Hostname()), host, ss.s.opts.Hostname, ss.id, time.Now().Format(time.RFC1123Z))
-	if err := ss.s.opts.Enqueue(ss.from, ss.relay, append(hdr.Bytes(), msg...)); err != nil {
+	if err := ss.s.opts.Enqueue(ss.from, ss.relay, io.MultiReader(&hdr, msg.reader())); err != nil {
 		ss.log.Error("enqueue failed", "err", err)
 		return smtpErr(451, gosmtp.EnhancedCode{4, 3, 0}, "Local error in processing, try again later")
 	}
-	ss.log.Info("queued for relay", "from", ss.from, "rcpts", len(ss.relay), "size", len(msg))
+	ss.log.Info("queued for relay", "from", ss.from, "rcpts", len(ss.relay), "size", msg.size)
 	return nil
 }
