@@ -71,6 +71,10 @@ type Options struct {
 	// through, so that clients that stall big transfers cannot keep the
 	// others out.
 	MaxSpoolBytes int64
+	// MaxHops bounds the Received: header fields of a message (0: 50, as
+	// Postfix's hopcount_limit): more is a mail loop, refused with 554
+	// 5.4.6.
+	MaxHops int
 	// Refuse, if set, may refuse an account temporarily (being moved).
 	Refuse func(address string) error
 	// Hold, if set, is called with the recipients' accounts (their
@@ -117,6 +121,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Hostname == "" {
 		opts.Hostname = "localhost"
+	}
+	if opts.MaxHops == 0 {
+		opts.MaxHops = 50
 	}
 	if opts.MaxSpoolBytes == 0 {
 		opts.MaxSpoolBytes = 8 * opts.MaxMessageBytes
@@ -346,10 +353,16 @@ func (ss *session) readMessage(r io.Reader) (*spool, error) {
 	os.Remove(f.Name()) // the open file stays until close
 	m := &spool{f: f, s: ss.s}
 	w := &spoolWriter{m: m}
+	hops := &hopCounter{}
 	ss.s.spooling.Add(1)
-	_, err = io.CopyBuffer(w, r, make([]byte, 32<<10))
+	_, err = io.CopyBuffer(io.MultiWriter(w, hops), r, make([]byte, 32<<10))
 	ss.s.spooling.Add(-1)
-	if err == nil && w.full {
+	switch {
+	case err != nil:
+	case hops.n > ss.s.opts.MaxHops:
+		err = smtpErr(554, gosmtp.EnhancedCode{5, 4, 6}, "Too many hops (a mail loop?)")
+		ss.log.Info("too many hops, message refused", "from", ss.from, "received", hops.n)
+	case w.full:
 		err = smtpErr(452, gosmtp.EnhancedCode{4, 3, 1}, "Insufficient system storage, try again later")
 		ss.log.Info("spool full, message refused", "from", ss.from)
 	}
@@ -386,6 +399,46 @@ func (w *spoolWriter) Write(p []byte) (int, error) {
 	w.m.size += int64(written)
 	s.spooled.Add(int64(written) - n)
 	return written, err
+}
+
+// hopCounter counts the Received: fields of a message's header as the
+// message streams through it (a field's line starts with its name, in any
+// case; folded lines start with white space and are not fields).
+type hopCounter struct {
+	n     int
+	done  bool   // past the header
+	start []byte // the current line's first bytes, at most len(receivedField)
+	long  bool   // the current line has more bytes than start holds
+}
+
+var receivedField = []byte("received:")
+
+func (h *hopCounter) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if h.done {
+			break
+		}
+		if c == '\n' {
+			line := h.start
+			if !h.long {
+				line = bytes.TrimSuffix(line, []byte("\r"))
+			}
+			switch {
+			case len(line) == 0:
+				h.done = true // the empty line ends the header
+			case len(h.start) == len(receivedField) && bytes.EqualFold(h.start, receivedField):
+				h.n++
+			}
+			h.start, h.long = h.start[:0], false
+			continue
+		}
+		if len(h.start) < len(receivedField) {
+			h.start = append(h.start, c)
+		} else {
+			h.long = true
+		}
+	}
+	return len(p), nil
 }
 
 func (ss *session) header(rcpt string) []byte {

@@ -60,3 +60,50 @@ func TestSpoolShare(t *testing.T) {
 		t.Errorf("the spool directory holds %d files, want none (unlinked while in use)", len(ents))
 	}
 }
+
+// TestHopLimit: a message with more Received: fields than MaxHops (50, as
+// Postfix) is a loop, refused with 554 5.4.6; 50 pass. Fields are counted
+// in the header only, in any case, not in folded lines or the body.
+func TestHopLimit(t *testing.T) {
+	ts := startServer(t, nil)
+	msg := func(n int) []byte {
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			if i%2 == 0 {
+				fmt.Fprintf(&b, "Received: from hop%d.example\r\n\tby next.example; Mon, 7 Dec 2026 10:00:00 +0000\r\n", i)
+			} else {
+				fmt.Fprintf(&b, "RECEIVED: from hop%d.example by next.example; Mon, 7 Dec 2026 10:00:00 +0000\r\n", i)
+			}
+		}
+		b.WriteString("Subject: hops\r\n X-Folded: Received: not a field\r\n\r\n")
+		for i := 0; i < 100; i++ {
+			b.WriteString("Received: in the body, not counted\r\n")
+		}
+		return []byte(b.String())
+	}
+	if err := smtp.SendMail(ts.addr, nil, "a@remote.test", []string{"bob@example.org"}, msg(50)); err != nil {
+		t.Errorf("50 hops: %v, want accepted", err)
+	}
+	err := smtp.SendMail(ts.addr, nil, "a@remote.test", []string{"bob@example.org"}, msg(51))
+	if err == nil || !strings.Contains(err.Error(), "554") || !strings.Contains(err.Error(), "5.4.6") {
+		t.Errorf("51 hops: %v, want 554 5.4.6", err)
+	}
+	if got := ts.inbox(t, "bob@example.org"); len(got) != 1 {
+		t.Errorf("bob's inbox holds %d messages, want the one of 50 hops", len(got))
+	}
+}
+
+func FuzzHopCounter(f *testing.F) {
+	f.Add([]byte("Received: a\r\nreceived:b\r\n\r\nReceived: c\r\n"), 3)
+	f.Add([]byte("X: y\r\n\tReceived: folded\r\n"), 1)
+	f.Fuzz(func(t *testing.T, msg []byte, split int) {
+		var whole, parts hopCounter
+		whole.Write(msg)
+		split = int(uint(split) % uint(len(msg)+1))
+		parts.Write(msg[:split])
+		parts.Write(msg[split:])
+		if whole.n != parts.n || whole.n > strings.Count(strings.ToLower(string(msg)), "received:") {
+			t.Fatalf("%q: %d whole, %d in two writes", msg, whole.n, parts.n)
+		}
+	})
+}
