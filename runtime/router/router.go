@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailfleet/mailfleet/internal/maildomain"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/directory"
 	"github.com/mailfleet/mailfleet/runtime/proxy/session"
@@ -125,7 +126,9 @@ func New(opts Options) (*Router, error) {
 			Total: session.Limiter{Max: opts.MaxConnections}, Clients: session.Limiter{PerClient: opts.MaxPerClient},
 			Metrics: opts.Metrics, Log: logger.With("service", "smtp")}}
 	for _, d := range opts.Domains {
-		r.domains[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+		if c, err := maildomain.Canonical(d); err == nil {
+			r.domains[c] = true
+		}
 	}
 	s := smtp.NewServer(smtp.BackendFunc(r.newSession))
 	s.Domain = opts.Hostname
@@ -307,19 +310,26 @@ func (s *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 }
 
 var (
-	errRelayDenied  = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: authenticate first"}
-	errNoSuchUser   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user in the directory"}
-	errDirectory    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3}, Message: "Directory unavailable, try again later"}
-	errNoRoute      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0}, Message: "No route to the recipient's mailbox, try again later"}
-	errInstanceDown = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "Mailbox server unavailable, try again later"}
-	errOtherHome    = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients: send this one in another transaction"}
+	errRelayDenied   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: authenticate first"}
+	errLiteralDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: no mail to address literals"}
+	errNoSuchUser    = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user in the directory"}
+	errDirectory     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3}, Message: "Directory unavailable, try again later"}
+	errNoRoute       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 0}, Message: "No route to the recipient's mailbox, try again later"}
+	errInstanceDown  = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 1}, Message: "Mailbox server unavailable, try again later"}
+	errOtherHome     = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 5, 3}, Message: "Too many recipients: send this one in another transaction"}
 )
 
 // route is the instance that takes mail for to, or an SMTP error.
 func (s *smtpSession) route(to string) (string, error) {
 	_, domain, ok := strings.Cut(to, "@")
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
-	if !ok || domain == "" {
+	if ok && strings.HasPrefix(domain, "[") {
+		// An address literal names a host, not a domain: never relayed,
+		// whoever asks.
+		s.r.opts.Metrics.Refused("smtp", "relay")
+		return "", errLiteralDenied
+	}
+	domain, err := maildomain.Canonical(domain)
+	if !ok || err != nil {
 		return "", &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address"}
 	}
 	if !s.r.domains[domain] {

@@ -232,6 +232,11 @@ func TestSecurityNoOpenRelay(t *testing.T) {
 	if e.inst1.Queued() <= queued || e.inst2.Queued() != 0 {
 		t.Fatalf("queue: inst1 %d (was %d), inst2 %d", e.inst1.Queued(), queued, e.inst2.Queued())
 	}
+	for _, rcpt := range []string{"x@[127.0.0.1]", "x@[IPv6:::1]"} {
+		if _, err := send(c2, "alice@example.org", []string{rcpt}, message("literal")); code(err) != 550 {
+			t.Errorf("authenticated mail to the address literal %s: %v, want 550", rcpt, err)
+		}
+	}
 }
 
 func TestRouterLMTP(t *testing.T) {
@@ -292,5 +297,30 @@ func TestRouterLimits(t *testing.T) {
 	n, _ := nc.Read(buf)
 	if !strings.HasPrefix(string(buf[:n]), "421 ") {
 		t.Fatalf("second connection over the limit: %q", buf[:n])
+	}
+}
+
+// TestUnicodeDomainIsForeign: U+0130 (İ) lower-cases to "i" in Unicode,
+// which once made "maİlfleet.test" the local "mailfleet.test" and let an
+// unauthenticated client relay; domains compare in their IDNA form, so it
+// is a foreign domain: relaying denied (5.7.1), not a lookup of a local
+// user.
+func TestUnicodeDomainIsForeign(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Domains = append(o.Domains, "mailfleet.test") })
+	c := dial(t, e.routerAddr)
+	defer c.Close()
+	for _, rcpt := range []string{"alice@maİlfleet.test", "alice@MAİLFLEET.TEST"} {
+		_, err := send(c, "x@elsewhere.test", []string{rcpt}, message("unicode"))
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 550 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) {
+			t.Errorf("RCPT %s without auth: %v, want 550 5.7.1 (relaying denied)", rcpt, err)
+		}
+	}
+	// The local domain in any ASCII case is still local: an unknown user
+	// there is a 5.1.1, not a relay refusal.
+	_, err := send(c, "x@elsewhere.test", []string{"nobody@MailFleet.TEST"}, message("ascii"))
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) {
+		t.Errorf("an unknown user of the local domain: %v, want 5.1.1", err)
 	}
 }

@@ -43,3 +43,16 @@ func TestDomainsAndAccountDeletion(t *testing.T) {
 		t.Fatalf("Domains() after delete = %v", ds)
 	}
 }
+
+// TestSplitAddressASCII: Unicode case mapping never makes an address one
+// of ours: U+0130 (İ) would lower-case to "i".
+func TestSplitAddressASCII(t *testing.T) {
+	for _, a := range []string{"alice@maİlfleet.test", "alİce@mailfleet.test", "alice@mailfleet.test\u212a"} {
+		if l, d, err := SplitAddress(a); err == nil {
+			t.Errorf("SplitAddress(%q) = %q, %q; want an error", a, l, d)
+		}
+	}
+	if l, d, err := SplitAddress("Alice@MailFleet.TEST"); err != nil || l != "alice" || d != "mailfleet.test" {
+		t.Errorf("SplitAddress of an ASCII address: %q %q %v", l, d, err)
+	}
+}

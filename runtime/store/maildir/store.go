@@ -80,6 +80,13 @@ func (s *Store) newUIDValidity() uint32 {
 // local part and domain. Only characters that are safe as a directory name
 // are allowed.
 func SplitAddress(addr string) (local, domain string, err error) {
+	// ASCII only, lower-cased as ASCII: Unicode case mapping would make
+	// "maİlfleet.test" (U+0130) "mailfleet.test", another domain's mail.
+	for i := 0; i < len(addr); i++ {
+		if addr[i] >= 0x80 {
+			return "", "", fmt.Errorf("%w: %q", ErrBadAddress, addr)
+		}
+	}
 	addr = strings.ToLower(addr)
 	local, domain, ok := strings.Cut(addr, "@")
 	if !ok || local == "" || domain == "" || len(local) > 64 || len(domain) > 253 {
