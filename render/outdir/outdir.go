@@ -26,14 +26,17 @@ const FormatVersion = 1
 
 // ManifestFile is one file of the manifest.
 type ManifestFile struct {
-	Node      string   `json:"node"`
-	Path      string   `json:"path"`
-	Mode      string   `json:"mode"`
-	Owner     string   `json:"owner"`
-	Group     string   `json:"group"`
-	Actions   []string `json:"actions,omitempty"` // the names of the file's actions, by Order
-	SHA256    string   `json:"sha256"`
-	Sensitive bool     `json:"sensitive"`
+	Node    string   `json:"node"`
+	Path    string   `json:"path"`
+	Mode    string   `json:"mode"`
+	Owner   string   `json:"owner"`
+	Group   string   `json:"group"`
+	Actions []string `json:"actions,omitempty"` // the names of the file's actions, by Order
+	// SHA256 is the content's digest, for the files without a secret
+	// only: the manifest is readable by all, and the unsalted digest of a
+	// password file would let anyone check guesses offline.
+	SHA256    string `json:"sha256,omitempty"`
+	Sensitive bool   `json:"sensitive"`
 }
 
 // Manifest lists every file of a build.
@@ -47,9 +50,12 @@ func NewManifest(out *render.Output) Manifest {
 	m := Manifest{FormatVersion: FormatVersion, Files: []ManifestFile{}}
 	for _, h := range out.Hosts {
 		for _, f := range h.Files {
-			sum := sha256.Sum256(f.Content)
 			mf := ManifestFile{Node: h.Node, Path: f.Path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Owner: f.Owner,
-				Group: f.Group, SHA256: hex.EncodeToString(sum[:]), Sensitive: f.Sensitive}
+				Group: f.Group, Sensitive: f.Sensitive}
+			if !f.Sensitive {
+				sum := sha256.Sum256(f.Content)
+				mf.SHA256 = hex.EncodeToString(sum[:])
+			}
 			for _, a := range f.Actions {
 				mf.Actions = append(mf.Actions, a.Name)
 			}

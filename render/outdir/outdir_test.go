@@ -1,10 +1,13 @@
 package outdir
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/mailfleet/mailfleet/render"
@@ -48,5 +51,36 @@ func TestManifestActions(t *testing.T) {
 	}
 	if _, ok := m.Files[0]["action"]; ok {
 		t.Errorf("the old action field is still there:\n%s", b)
+	}
+}
+
+// TestManifestKeepsSecretsOut: the manifest (readable by all) carries the
+// digest of plain files only; a file with a secret is written 0600 and its
+// digest, which would let anyone test password guesses offline, is left
+// out.
+func TestManifestKeepsSecretsOut(t *testing.T) {
+	secret := []byte("hunter2\n")
+	out := &render.Output{Hosts: []*render.Host{{Node: "n1", Files: []*render.File{
+		{Path: "/etc/mailfleet/secrets/admin", Mode: 0o600, Owner: "root", Group: "root", Content: secret, Sensitive: true},
+		{Path: "/etc/plain", Mode: 0o644, Owner: "root", Group: "root", Content: []byte("y\n")},
+	}}}}
+	dir := t.TempDir()
+	if _, err := Write(dir, out); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(secret)
+	if strings.Contains(string(b), hex.EncodeToString(sum[:])) {
+		t.Errorf("the manifest holds the secret file's SHA-256:\n%s", b)
+	}
+	plain := sha256.Sum256([]byte("y\n"))
+	if !strings.Contains(string(b), hex.EncodeToString(plain[:])) {
+		t.Errorf("the manifest lacks the plain file's SHA-256:\n%s", b)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "n1", "etc/mailfleet/secrets/admin")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the secret file: %v, mode %v; want 0600", err, fi.Mode().Perm())
 	}
 }
