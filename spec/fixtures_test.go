@@ -19,7 +19,7 @@ import (
 // fixtureEnv is the environment the fixtures are validated in: env() and
 // MAILFLEET_VAR_* read it. T_UNSET and every other name are unset.
 var fixtureEnv = map[string]string{
-	"T_SECRET":       "site-secret-value",
+	"T_SECRET":       "site-secret-value-for-the-tests",
 	"T_FENCE":        "fence-password-value",
 	"T_LDAP_ADMIN":   "ldap-admin-value",
 	"T_LDAP_SERVICE": "ldap-service-value",

@@ -103,7 +103,7 @@ func (r *deployRig) run(stdin string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	e := &env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, getenv: func(k string) (string, bool) {
 		if k == "DEPLOY_SECRET" {
-			return "s3cret-for-tests", true
+			return "s3cret-for-the-deploy-tests", true
 		}
 		return "", false // no SSH_AUTH_SOCK: key files only
 	}}

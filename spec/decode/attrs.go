@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/zclconf/go-cty/cty"
@@ -284,6 +285,19 @@ func (b *body) secret(name string) spec.Secret {
 	s.Known = true
 	if s.Value == "" {
 		b.errorf(name, "Empty secret", "%s in %s is empty (%s); an empty password would allow anonymous binds.", name, b.kind, s.Source)
+	}
+	return s
+}
+
+// strongSecret is secret for a value that mailfleet's own parts use as a
+// key or a password (not a device's own password, which the device
+// decides): shorter than min characters is an error, whose message gives
+// the length and the source, never the value.
+func (b *body) strongSecret(name string, min int, guards string) spec.Secret {
+	s := b.secret(name)
+	if s.Known && s.Value != "" && utf8.RuneCountInString(s.Value) < min {
+		b.errorf(name, "Weak secret", "%s in %s (%s) is %d characters long; it %s, so it needs at least %d (for example: openssl rand -base64 32).",
+			name, b.kind, s.Source, utf8.RuneCountInString(s.Value), guards, min)
 	}
 	return s
 }

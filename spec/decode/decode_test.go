@@ -44,7 +44,7 @@ func envOf(m map[string]string) func(string) (string, bool) {
 }
 
 var testEnv = map[string]string{
-	"T_SECRET":       "s3cr3t-site-value",
+	"T_SECRET":       "s3cr3t-site-value-for-the-tests",
 	"T_FENCE":        "s3cr3t-fence-value",
 	"T_LDAP_ADMIN":   "s3cr3t-admin-value",
 	"T_LDAP_SERVICE": "s3cr3t-service-value",
@@ -445,13 +445,13 @@ site "t" {
 `
 	dir := write(t, map[string]string{
 		"topo/main.hcl":      text,
-		"topo/keys/site.key": "from-the-file\n",
+		"topo/keys/site.key": "from-the-file-in-topo-keys\n",
 		"keys/site.key":      "from-the-wrong-place\n",
 	})
 	for _, path := range []string{filepath.Join(dir, "topo", "main.hcl"), filepath.Join(dir, "topo")} {
 		top, ds := load(t, path, nil)
 		s := top.Site.Secret
-		if !s.Known || s.Value != "from-the-file" || s.Source != "file keys/site.key" {
+		if !s.Known || s.Value != "from-the-file-in-topo-keys" || s.Source != "file keys/site.key" {
 			t.Errorf("%s: secret known %v from %q, want the content of topo/keys/site.key without its newline", path, s.Known, s.Source)
 		}
 		if len(ds) != 0 {
@@ -588,7 +588,7 @@ fence "pdu" {
 }
 `
 	dir := write(t, map[string]string{"main.hcl": text})
-	env := map[string]string{"MAILFLEET_VAR_cidr": "10.9.0.0/24", "MAILFLEET_VAR_site_secret": "from-the-environment"}
+	env := map[string]string{"MAILFLEET_VAR_cidr": "10.9.0.0/24", "MAILFLEET_VAR_site_secret": "from-the-environment-long-enough"}
 	top, _, ds := decode.Load(dir, decode.Options{Env: envOf(env)})
 	if top == nil {
 		t.Fatalf("no topology:\n%s", describe(ds))
@@ -600,7 +600,7 @@ fence "pdu" {
 	if f := top.Fences[0]; f.Address != netip.MustParseAddr("10.9.0.250") {
 		t.Errorf("fence address %s, want cidrhost of the overridden CIDR", f.Address)
 	}
-	if s := top.Site.Secret; !s.Known || s.Value != "from-the-environment" {
+	if s := top.Site.Secret; !s.Known || s.Value != "from-the-environment-long-enough" {
 		t.Errorf("site secret from MAILFLEET_VAR_site_secret: known %v", s.Known)
 	}
 	// A variable's default is in the topology: as a secret it is plain text.
@@ -912,5 +912,32 @@ func TestKnownSecretLeaks(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWeakSecrets: a secret mailfleet uses as a key or a password of its
+// own must be long enough, with a diagnostic at the attribute that gives
+// its length and source, never its value; a device's own password (a
+// fence device's) is the device's business.
+func TestWeakSecrets(t *testing.T) {
+	text := `
+site "t" {
+  secret = file("site.key")
+}
+`
+	dir := write(t, map[string]string{"main.hcl": text, "site.key": "x\n"})
+	_, _, ds := decode.Load(filepath.Join(dir, "main.hcl"), decode.Options{Env: envOf(nil)})
+	var weak []spec.Diagnostic
+	for _, d := range ds {
+		if d.Summary == "Weak secret" {
+			weak = append(weak, d)
+		}
+	}
+	if len(weak) != 1 || weak[0].Severity != spec.Error || weak[0].Subject == nil || weak[0].Subject.Line != 3 ||
+		!strings.Contains(weak[0].Detail, "1 characters long") || !strings.Contains(weak[0].Detail, "file site.key") {
+		t.Fatalf("a one-character site secret: want one Weak secret error at line 3 naming its length and file:\n%s", describe(ds))
+	}
+	if strings.Contains(weak[0].Detail, `"x"`) || strings.Contains(weak[0].Detail, " x ") {
+		t.Errorf("the diagnostic quotes the secret: %s", weak[0].Detail)
 	}
 }

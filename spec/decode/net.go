@@ -136,7 +136,7 @@ func (d *decoder) decodeSite() {
 	b := bs[0]
 	bd := d.body(b, siteSchema)
 	d.t.Site = spec.Site{Name: b.Labels[0], Src: bd.src}
-	d.t.Site.Secret = bd.secret("secret")
+	d.t.Site.Secret = bd.strongSecret("secret", 24, "derives every key and password of the site")
 	d.t.Site.Cluster = bd.strDefault("cluster_name", b.Labels[0])
 }
 

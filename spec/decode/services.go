@@ -94,9 +94,9 @@ func (d *decoder) decodeDirectory(b *hcl.Block) {
 	dir.Hostname = bd.strDefault("hostname", "")
 	dir.Base, _ = bd.str("base")
 	dir.AdminDN, _ = bd.str("admin_dn")
-	dir.AdminPassword = bd.secret("admin_password")
+	dir.AdminPassword = bd.strongSecret("admin_password", 16, "is the directory's root password")
 	dir.ServiceDN, _ = bd.str("service_dn")
-	dir.ServicePassword = bd.secret("service_password")
+	dir.ServicePassword = bd.strongSecret("service_password", 16, "lets the front-ends and stores read every account")
 	dir.VIP = bd.addr("vip")
 	if bd.has("port") {
 		dir.Port, _ = bd.integer("port", 1, 65535)
@@ -130,7 +130,7 @@ func (d *decoder) decodeConnector(b *hcl.Block) {
 	c := &spec.LDAPConnector{Name: b.Labels[0], Src: bd.src}
 	c.URL = bd.strDefault("url", "")
 	c.BindDN = bd.strDefault("bind_dn", "")
-	c.BindPassword = bd.secret("bind_password")
+	c.BindPassword = bd.strongSecret("bind_password", 16, "lets the connector read every account")
 	c.Base = bd.strDefault("base", "")
 	c.Filter, _ = bd.str("filter")
 	c.HostAttribute = bd.strDefault("host_attribute", "")
@@ -172,7 +172,7 @@ func (d *decoder) decodeInstance(b *hcl.Block) {
 			in.Listeners[k] = v
 		}
 	}
-	in.AdminSecret = bd.secret("admin_secret")
+	in.AdminSecret = bd.strongSecret("admin_secret", 16, "opens the instance's admin API (the store refuses a shorter one)")
 	if name, _, ok := bd.ref("connector", "ldap_connector"); ok {
 		in.Connector = d.connectors[name]
 	}
