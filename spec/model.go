@@ -53,8 +53,13 @@ func (s Secret) GoString() string { return "spec.Secret{(sensitive value)}" }
 // canonicalization (defaults filled in). All slices are sorted by Name unless
 // the field says that order matters.
 type Topology struct {
-	Dir  string // the directory the topology was read from
-	Site Site
+	Dir string // the directory the topology was read from
+	// Redact, set by the decoder, replaces in a message every value that
+	// env() and file() returned (their lines and words too, in any letter
+	// case): what Validate says may quote the topology's values. Nil for
+	// a topology built in Go.
+	Redact func(string) string
+	Site   Site
 
 	Networks     []*Network
 	Routers      []*Router

@@ -22,9 +22,14 @@ import (
 // load decodes and validates a topology, printing its diagnostics in text
 // unless quiet. It returns nil when there are errors.
 func load(e *env, path string, requireSecrets bool) (*spec.Topology, spec.Diagnostics, diagview.Sources) {
-	t, src, ds := decode.Load(path, decode.Options{Env: e.getenv, RequireSecrets: requireSecrets})
+	t, src, ds := decode.Load(path, decode.Options{Env: e.getenv, RequireSecrets: requireSecrets, AllowPaths: e.allowPaths})
 	if t != nil {
-		ds = append(ds, spec.Validate(t)...)
+		for _, d := range spec.Validate(t) {
+			if t.Redact != nil {
+				d.Summary, d.Detail = t.Redact(d.Summary), t.Redact(d.Detail)
+			}
+			ds = append(ds, d)
+		}
 	}
 	ds = ds.Dedup()
 	ds.Sort()

@@ -36,6 +36,9 @@ type env struct {
 	stdout, stderr io.Writer
 	color          bool
 	getenv         func(string) (string, bool)
+	// allowPaths are the directories outside the topology's own that
+	// file() may read (-allow-path, every command that reads a topology).
+	allowPaths multiFlag
 }
 
 type command struct {
@@ -158,6 +161,7 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 func newFlags(e *env, name, args string) *flag.FlagSet {
 	fs := flag.NewFlagSet("mailfleet "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	fs.Var(&e.allowPaths, "allow-path", "let the topology's file() read below `DIR` too (repeatable; by default it reads below the topology's own directory only)")
 	fs.Usage = func() {
 		fmt.Fprintf(e.stderr, "Usage: mailfleet %s %s\n", name, args)
 		fs.PrintDefaults()

@@ -165,6 +165,20 @@ func (d *Dev) TopologyVariant(name string, edit func(string) string, extra map[s
 	if err := os.WriteFile(filepath.Join(dir, devcluster.TopologyFile), []byte(text), 0o600); err != nil {
 		d.t.Fatal(err)
 	}
+	// The secrets the topology's file() calls read, beside it.
+	secrets, _ := filepath.Glob(filepath.Join(d.Topology, "secrets", "*"))
+	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		d.t.Fatal(err)
+	}
+	for _, f := range secrets {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			d.t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "secrets", filepath.Base(f)), b, 0o600); err != nil {
+			d.t.Fatal(err)
+		}
+	}
 	for f, c := range extra {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(c), 0o600); err != nil {
 			d.t.Fatal(err)

@@ -284,7 +284,7 @@ func (c *Cluster) openLog(name string) (*os.File, error) {
 }
 
 func (c *Cluster) start(ctx context.Context, lay layout) error {
-	for _, d := range []string{c.dir, c.path("secrets"), c.path("log"), c.path("ldap"), c.path("topology"), c.path("instances")} {
+	for _, d := range []string{c.dir, c.path("log"), c.path("ldap"), c.path("topology"), c.path("instances")} {
 		if err := os.MkdirAll(d, rootDirMode); err != nil {
 			return err
 		}
@@ -298,7 +298,10 @@ func (c *Cluster) start(ctx context.Context, lay layout) error {
 	}
 	c.log = slog.New(slog.NewJSONHandler(devLog, nil)).With("role", "dev")
 	c.say("starting in %s (logs in %s)", c.dir, c.path("log"))
-	if c.sec, err = loadSecrets(c.path("secrets"), instanceNames[:]); err != nil {
+	if err := c.moveSecrets(); err != nil {
+		return err
+	}
+	if c.sec, err = loadSecrets(c.secretsDir(), instanceNames[:]); err != nil {
 		return err
 	}
 	if b, err := os.ReadFile(c.path("ports.json")); err == nil {
@@ -617,7 +620,7 @@ func (c *Cluster) startBalancer(lay layout) error {
 // writeTopology writes DIR/topology/cluster.hcl: this cluster, as bound.
 func (c *Cluster) writeTopology(lay layout) error {
 	v := &topologyView{
-		TopologyDir: c.path("topology"), SecretsDir: c.path("secrets"),
+		TopologyDir: c.path("topology"), SecretsDir: c.secretsDir(),
 		SiteKeyName: siteKeyName, LDAPAdminName: ldapAdminName, LDAPServiceName: ldapServiceName,
 		CIDR: loopbackCIDR, Zone: Zone, Domain: Domain, Sessions: sessions,
 		FrontendPorts: map[string]int{},
@@ -804,4 +807,22 @@ func portOf(addr string) int {
 		return 0
 	}
 	return int(ap.Port())
+}
+
+// secretsDir holds the cluster's secrets: inside the topology's directory,
+// the only place its file() calls may read.
+func (c *Cluster) secretsDir() string { return c.path("topology", "secrets") }
+
+// moveSecrets moves the secrets of a data directory made by an earlier
+// version (DIR/secrets) to where they are kept now, so that its accounts'
+// passwords stay the same.
+func (c *Cluster) moveSecrets() error {
+	old := c.path("secrets")
+	if _, err := os.Stat(old); err != nil {
+		return os.MkdirAll(c.secretsDir(), rootDirMode)
+	}
+	if _, err := os.Stat(c.secretsDir()); err == nil {
+		return os.MkdirAll(c.secretsDir(), rootDirMode)
+	}
+	return os.Rename(old, c.secretsDir())
 }

@@ -254,7 +254,7 @@ func checkTopology(t *testing.T, info devcluster.Info) {
 		}
 	}
 	// Every secret is a 0600 file under DIR.
-	secrets, _ := filepath.Glob(filepath.Join(info.Data, "secrets", "*"))
+	secrets, _ := filepath.Glob(filepath.Join(info.Data, "topology", "secrets", "*"))
 	if len(secrets) < 6 {
 		t.Errorf("secret files: %v", secrets)
 	}

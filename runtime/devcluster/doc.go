@@ -8,7 +8,7 @@
 // language, which `mailfleet validate` accepts.
 //
 // Everything it keeps lives under DIR: the throwaway secrets and account
-// passwords (DIR/secrets, mode 0600, made once and kept across restarts),
+// passwords (DIR/topology/secrets, mode 0600, made once and kept across restarts),
 // the directory's database, the instances' mail, the logs and the ports of
 // the last run, which a restart takes again when they are free.
 //

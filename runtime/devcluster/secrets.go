@@ -22,7 +22,7 @@ type Account struct {
 }
 
 // secrets are the cluster's throwaway credentials. Each lives in a file of
-// its own under DIR/secrets (mode 0600), so that the topology names it with
+// its own under DIR/topology/secrets (mode 0600), so that the topology names it with
 // file(); they are made on the first start and read on every later one.
 type secrets struct {
 	dir             string
@@ -40,7 +40,7 @@ func (s *secrets) adminSecretFile(instance string) string {
 	return filepath.Join(s.dir, instance+"-admin.secret")
 }
 
-// Names of the secret files under DIR/secrets.
+// Names of the secret files under DIR/topology/secrets.
 const (
 	siteKeyName     = "site.key"
 	ldapAdminName   = "ldap-admin.password"

@@ -185,7 +185,7 @@ func (s *slapd) stopStale() {
 // (account, inetLocalMailRecipient, simpleSecurityObject; uid =
 // mailLocalAddress = the address; mailHost = the home instance's FQDN). An
 // entry that exists is brought in line with the secrets, so a restart (or a
-// lost secret file) leaves the directory and DIR/secrets agreeing.
+// lost secret file) leaves the directory and DIR/topology/secrets agreeing.
 func seed(url string, sec *secrets, homes map[string]string) error {
 	c, err := dialLDAP(url)
 	if err != nil {

@@ -261,6 +261,13 @@ func (b *body) secret(name string) spec.Secret {
 	v, hd := a.Expr.Value(b.d.ctx)
 	missing := b.d.un.take()
 	if hd.HasErrors() {
+		for _, h := range hd {
+			if strings.Contains(h.Detail, confinedMark) {
+				// file()'s own refusal names the path only.
+				b.errorf(name, "File outside the topology", "%s in %s: %s", name, b.kind, h.Detail)
+				return s
+			}
+		}
 		// HCL's messages may quote the value; say only that it failed.
 		b.errorf(name, "Invalid secret", "%s in %s could not be evaluated (%s); the message is withheld because it may contain the secret.", name, b.kind, s.Source)
 		return s

@@ -59,6 +59,11 @@ type Options struct {
 	// RequireSecrets turns an unreadable secret (env unset, file missing)
 	// from a warning into an error: build needs every secret, validate none.
 	RequireSecrets bool
+	// AllowPaths are directories outside the topology's own from which
+	// file() may read (as Terraform confines module paths); by default it
+	// reads only below the topology's directory, so that a topology
+	// cannot make `validate` print /etc/shadow.
+	AllowPaths []string
 }
 
 // Sources holds the bytes of every file read, for diagnostic snippets.
@@ -106,7 +111,15 @@ func Load(path string, opts Options) (*spec.Topology, Sources, spec.Diagnostics)
 	}
 	d := newDecoder(dir, opts)
 	t := d.decode(bodies)
-	diags = append(diags, d.diags...)
+	for _, dg := range d.diags {
+		// The decoder's own messages quote values too; none may be one
+		// that env() or file() returned.
+		dg.Summary, dg.Detail = d.un.redact(dg.Summary), d.un.redact(dg.Detail)
+		diags = append(diags, dg)
+	}
+	if t != nil {
+		t.Redact = d.un.redact
+	}
 	return t, src, diags
 }
 
@@ -214,7 +227,7 @@ func newDecoder(dir string, opts Options) *decoder {
 		blocks: map[string][]*hcl.Block{}, networks: map[string]*spec.Network{}, kernels: map[string]*spec.Kernel{},
 		nodes: map[string]*spec.Node{}, fences: map[string]*spec.FenceDevice{}, partitions: map[string]*spec.Partition{},
 		instances: map[string]*spec.Instance{}, connectors: map[string]*spec.LDAPConnector{}, defined: map[string]hcl.Range{}}
-	d.ctx = &hcl.EvalContext{Variables: map[string]cty.Value{}, Functions: functions(dir, opts.Env, d.un)}
+	d.ctx = &hcl.EvalContext{Variables: map[string]cty.Value{}, Functions: functions(dir, opts.AllowPaths, opts.Env, d.un)}
 	return d
 }
 

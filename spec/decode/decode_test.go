@@ -941,3 +941,51 @@ site "t" {
 		t.Errorf("the diagnostic quotes the secret: %s", weak[0].Detail)
 	}
 }
+
+// TestFileConfined: file() reads below the topology's directory only
+// (absolute paths, ../ and symbolic links out are refused, with an error
+// that names the call), unless Options.AllowPaths allows the directory;
+// and no diagnostic ever quotes a line, a field or a case variant of
+// what env() or file() returned.
+func TestFileConfined(t *testing.T) {
+	dir := write(t, map[string]string{
+		"outside/passwd": "root:x:0:0:root:/root:/bin/bash\\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n",
+		"topo/ok.key":    "a-site-secret-long-enough-here\n",
+	})
+	outside := filepath.Join(dir, "outside", "passwd")
+	if err := os.Symlink(outside, filepath.Join(dir, "topo", "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{outside, "../outside/passwd", "link"} {
+		text := "site \"t\" {\n  secret = file(\"" + ref + "\")\n}\n"
+		os.WriteFile(filepath.Join(dir, "topo", "main.hcl"), []byte(text), 0o644)
+		_, _, ds := decode.Load(filepath.Join(dir, "topo", "main.hcl"), decode.Options{Env: envOf(nil)})
+		all := describe(ds)
+		if !ds.HasErrors() || !strings.Contains(all, "outside the topology's directory") || !strings.Contains(all, "-allow-path") {
+			t.Errorf("file(%q): want an error naming the confinement:\n%s", ref, all)
+		}
+		if strings.Contains(all, "root:x") || strings.Contains(all, "nologin") {
+			t.Errorf("file(%q): the diagnostics show the file:\n%s", ref, all)
+		}
+		top, _, ds := decode.Load(filepath.Join(dir, "topo", "main.hcl"), decode.Options{Env: envOf(nil), AllowPaths: []string{filepath.Join(dir, "outside")}})
+		if top == nil || !top.Site.Secret.Known {
+			t.Errorf("file(%q) with the directory allowed: not read:\n%s", ref, describe(ds))
+		}
+	}
+	// A value from file() used where it is not valid: the message names
+	// the attribute, never the value, its lines, words or case variants.
+	text := `
+site "t" {
+  secret = file("ok.key")
+}
+network "n" {
+  cidr = upper(file("ok.key"))
+}
+`
+	os.WriteFile(filepath.Join(dir, "topo", "main.hcl"), []byte(text), 0o644)
+	_, _, ds := decode.Load(filepath.Join(dir, "topo", "main.hcl"), decode.Options{Env: envOf(nil)})
+	all := strings.ToLower(describe(ds))
+	if !ds.HasErrors() || strings.Contains(all, "a-site-secret-long-enough-here") {
+		t.Errorf("a secret used as a CIDR: want an error that does not quote it:\n%s", describe(ds))
+	}
+}

@@ -1,10 +1,13 @@
 package decode
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-cty-funcs/cidr"
@@ -36,20 +39,56 @@ type unavailable struct {
 // ordinary words of messages and say little about a secret anyway.
 const minRedact = 3
 
+// saw records a value env() or file() returned: the value, each of its
+// lines, and each of its words (split at spaces and the separators of
+// passwd-like files), so that no part of it can reach a message.
 func (u *unavailable) saw(v string) {
-	if len(v) >= minRedact {
-		u.seen = append(u.seen, v)
-	}
-}
-
-// redact replaces every value seen in s.
-func (u *unavailable) redact(s string) string {
-	for _, v := range u.seen {
-		if strings.Contains(s, v) {
-			s = strings.ReplaceAll(s, v, "(sensitive value)")
+	add := func(s string, min int) {
+		if len(s) >= min {
+			u.seen = append(u.seen, s)
 		}
 	}
+	add(v, minRedact)
+	for _, line := range strings.Split(v, "\n") {
+		add(strings.TrimSpace(line), minRedact)
+		// Words of six bytes or more only: shorter ones are ordinary
+		// words of messages too.
+		for _, w := range strings.FieldsFunc(line, func(r rune) bool { return unicode.IsSpace(r) || strings.ContainsRune(":,;=\"'", r) }) {
+			add(w, 6)
+		}
+	}
+	// Longest first, so that a part never spoils the whole's replacement.
+	sort.Slice(u.seen, func(i, j int) bool { return len(u.seen[i]) > len(u.seen[j]) })
+}
+
+// redact replaces every value seen in s, in any letter case.
+func (u *unavailable) redact(s string) string {
+	for _, v := range u.seen {
+		s = replaceFold(s, v, "(sensitive value)")
+	}
 	return s
+}
+
+// replaceFold is strings.ReplaceAll matching old in any letter case.
+func replaceFold(s, old, repl string) string {
+	lo, lold := strings.ToLower(s), strings.ToLower(old)
+	if len(lo) != len(s) || len(lold) != len(old) || !strings.Contains(lo, lold) {
+		if strings.Contains(s, old) {
+			return strings.ReplaceAll(s, old, repl)
+		}
+		return s
+	}
+	var b strings.Builder
+	for {
+		i := strings.Index(lo, lold)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(repl)
+		s, lo = s[i+len(old):], lo[i+len(old):]
+	}
 }
 
 func (u *unavailable) add(s string) { u.what = append(u.what, s) }
@@ -60,7 +99,7 @@ func (u *unavailable) take() []string {
 	return w
 }
 
-func functions(dir string, env func(string) (string, bool), un *unavailable) map[string]function.Function {
+func functions(dir string, allow []string, env func(string) (string, bool), un *unavailable) map[string]function.Function {
 	fs := map[string]function.Function{
 		"abs":          stdlib.AbsoluteFunc,
 		"ceil":         stdlib.CeilFunc,
@@ -117,7 +156,7 @@ func functions(dir string, env func(string) (string, bool), un *unavailable) map
 		"base64decode": encoding.Base64DecodeFunc,
 		"urlencode":    encoding.URLEncodeFunc,
 		"env":          envFunc(env, un),
-		"file":         fileFunc(dir, un),
+		"file":         fileFunc(dir, allow, un),
 	}
 	return fs
 }
@@ -142,8 +181,9 @@ func envFunc(env func(string) (string, bool), un *unavailable) function.Function
 }
 
 // fileFunc reads a file relative to the topology's directory. A missing
-// file gives an unknown value and a note, like env().
-func fileFunc(dir string, un *unavailable) function.Function {
+// file gives an unknown value and a note, like env(). The file must lie
+// below dir or one of allow, symbolic links resolved.
+func fileFunc(dir string, allow []string, un *unavailable) function.Function {
 	return function.New(&function.Spec{
 		Params: []function.Parameter{{Name: "path", Type: cty.String}},
 		Type:   function.StaticReturnType(cty.String),
@@ -151,6 +191,9 @@ func fileFunc(dir string, un *unavailable) function.Function {
 			p := args[0].AsString()
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(dir, p)
+			}
+			if err := inside(p, append([]string{dir}, allow...)); err != nil {
+				return cty.NilVal, fmt.Errorf("file %q %w; %s", args[0].AsString(), err, confinedMark)
 			}
 			st, err := os.Stat(p)
 			if err != nil {
@@ -180,4 +223,34 @@ func errText(err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
+}
+
+// confinedMark ends file()'s refusal of a path outside the topology.
+const confinedMark = "the topology may read files below its own directory only (mailfleet -allow-path DIR allows more)"
+
+// inside fails unless p, with its symbolic links resolved (as far as it
+// exists), lies below one of dirs (resolved likewise).
+func inside(p string, dirs []string) error {
+	real := resolve(p)
+	for _, d := range dirs {
+		rd := resolve(d)
+		if rel, err := filepath.Rel(rd, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel) {
+			return nil
+		}
+	}
+	return errors.New("is outside the topology's directory")
+}
+
+// resolve is p absolute and clean with its symbolic links resolved; a
+// part that does not exist yet is kept as written.
+func resolve(p string) string {
+	p, _ = filepath.Abs(p)
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	dir, base := filepath.Split(p)
+	if dir == p || dir == "" {
+		return p
+	}
+	return filepath.Join(resolve(filepath.Clean(dir)), base)
 }

@@ -46,7 +46,12 @@ func Expected(path string) ([]string, error) {
 func Diagnose(path string, env func(string) (string, bool)) ([]string, spec.Diagnostics) {
 	t, _, ds := decode.Load(path, decode.Options{Env: env})
 	if t != nil {
-		ds = append(ds, spec.Validate(t)...)
+		for _, d := range spec.Validate(t) {
+			if t.Redact != nil {
+				d.Summary, d.Detail = t.Redact(d.Summary), t.Redact(d.Detail)
+			}
+			ds = append(ds, d)
+		}
 	}
 	var out []string
 	for _, d := range ds {
