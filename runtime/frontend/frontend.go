@@ -85,6 +85,10 @@ func New(cfg *config.Frontend, opts Options) (*Node, error) {
 		}
 	}
 	lim := cfg.Limits
+	// One failed-login penalty for the node's three protocols: guesses
+	// spread over IMAP, POP3 and SMTP AUTH count together.
+	penalty := session.NewPenalty(lim.FailedLoginDelay.D())
+	penalty.Penalized = n.metrics.Penalized
 	if p := cfg.IMAP; p != nil {
 		tc, err := serverTLS(p.TLS)
 		if err != nil {
@@ -93,7 +97,7 @@ func New(cfg *config.Frontend, opts Options) (*Node, error) {
 		if n.imap, err = imap.New(imap.Options{Node: cfg.Node, Directory: d, Instances: cfg.Instances, DefaultRoute: cfg.DefaultRoute,
 			AuthenticateOnProxy: p.AuthenticateOnProxy, TLSConfig: tc, BackendTLS: backendTLS, TrustedBalancers: trusted,
 			MaxConnections: lim.MaxConnections, MaxPerClient: lim.MaxPerClient, PreAuthTimeout: lim.PreAuthTimeout.D(),
-			IdleTimeout: lim.IdleTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), Metrics: n.metrics, Logger: n.log}); err != nil {
+			IdleTimeout: lim.IdleTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), Penalty: penalty, Metrics: n.metrics, Logger: n.log}); err != nil {
 			return nil, err
 		}
 	}
@@ -106,7 +110,7 @@ func New(cfg *config.Frontend, opts Options) (*Node, error) {
 			AuthenticateOnProxy: p.AuthenticateOnProxy, TLSConfig: tc, BackendTLS: backendTLS, TrustedBalancers: trusted,
 			MaxConnections: lim.MaxConnections, MaxPerClient: lim.MaxPerClient, PreAuthTimeout: lim.PreAuthTimeout.D(),
 			IdleTimeout: min(lim.IdleTimeout.D(), 10*time.Minute), FailedLoginDelay: lim.FailedLoginDelay.D(),
-			Metrics: n.metrics, Logger: n.log}); err != nil {
+			Penalty: penalty, Metrics: n.metrics, Logger: n.log}); err != nil {
 			return nil, err
 		}
 	}
@@ -122,7 +126,7 @@ func New(cfg *config.Frontend, opts Options) (*Node, error) {
 		if n.smtp, err = router.New(router.Options{Hostname: host, Node: cfg.Node, Directory: d, Instances: cfg.Instances,
 			DefaultRoute: cfg.DefaultRoute, Domains: cfg.Domains, Routing: s.Routing, LMTP: s.LMTP, TLSConfig: tc,
 			BackendTLS: backendTLS, TrustedBalancers: trusted, MaxConnections: lim.MaxConnections, MaxPerClient: lim.MaxPerClient,
-			Timeout: lim.PreAuthTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), MaxMessageBytes: lim.MaxMessageBytes,
+			Timeout: lim.PreAuthTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), Penalty: penalty, MaxMessageBytes: lim.MaxMessageBytes,
 			MaxRecipients: lim.MaxRecipients, Metrics: n.metrics, Logger: n.log}); err != nil {
 			return nil, err
 		}

@@ -68,8 +68,14 @@ type Options struct {
 	Timeout time.Duration
 	// BackendTimeout bounds connecting to an instance. Zero: 10 seconds.
 	BackendTimeout time.Duration
-	// FailedLoginDelay is waited before answering a failed AUTH. Zero: none.
+	// FailedLoginDelay is the first failed AUTH's delay. Zero: none.
 	FailedLoginDelay time.Duration
+	// Penalty is the node's failed-login penalty, shared with its IMAP
+	// and POP3 proxies (session.Penalty). Nil: the router's own, from
+	// FailedLoginDelay.
+	Penalty *session.Penalty
+	// MaxFailedAuth failed AUTH commands end a session (421). Zero: 3.
+	MaxFailedAuth int
 	// MaxMessageBytes and MaxRecipients are announced and enforced. Zero:
 	// 50 MiB and 1000.
 	MaxMessageBytes int64
@@ -97,6 +103,12 @@ func New(opts Options) (*Router, error) {
 		if _, ok := opts.Instances[opts.DefaultRoute]; !ok {
 			return nil, fmt.Errorf("router: default route %q is not an instance", opts.DefaultRoute)
 		}
+	}
+	if opts.Penalty == nil {
+		opts.Penalty = session.NewPenalty(opts.FailedLoginDelay)
+	}
+	if opts.MaxFailedAuth <= 0 {
+		opts.MaxFailedAuth = 3
 	}
 	if opts.LMTP && opts.BackendTLS != nil {
 		// go-smtp's LMTP client cannot start TLS; never fall back to plain.
@@ -239,6 +251,8 @@ type smtpSession struct {
 	r   *Router
 	c   *conn
 	tls bool
+	// failedAuth counts the session's failed AUTH commands.
+	failedAuth int
 
 	from     string
 	mailOpts *smtp.MailOptions
@@ -269,11 +283,18 @@ func (s *smtpSession) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
+// fail answers a failed AUTH; the last one a session may have ends it
+// (421), as Postfix's smtpd_hard_error_limit would, only sooner.
 func (s *smtpSession) fail(reason string) error {
 	s.r.opts.Metrics.Login("smtp", "invalid")
 	s.c.log.Info("authentication failed", "reason", reason)
-	if d := s.r.opts.FailedLoginDelay; d > 0 {
-		time.Sleep(d)
+	s.failedAuth++
+	if s.failedAuth >= s.r.opts.MaxFailedAuth {
+		s.r.opts.Metrics.Refused("smtp", "too_many_failed_logins")
+		s.c.log.Info("too many failed authentications, closing", "failures", s.failedAuth)
+		// After go-smtp has written the answer.
+		time.AfterFunc(200*time.Millisecond, func() { s.c.Close() })
+		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many failed authentications, closing connection"}
 	}
 	return smtp.ErrAuthFailed
 }
@@ -284,17 +305,23 @@ func (s *smtpSession) authenticate(login, password string) error {
 		s.r.opts.Metrics.Refused("smtp", "auth_before_starttls")
 		return smtp.ErrAuthUnsupported
 	}
+	// One check at a time per client address; a failure is answered after
+	// the node's penalty (session.Penalty).
+	attempt := s.r.opts.Penalty.Attempt(s.c.client.Addr(), login)
+	defer attempt.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), s.r.opts.BackendTimeout)
 	defer cancel()
 	a, err := s.r.opts.Directory.Authenticate(ctx, login, password)
 	switch {
 	case errors.Is(err, directory.ErrInvalidCredentials):
+		attempt.Failed()
 		return s.fail(err.Error())
 	case err != nil:
 		s.r.opts.Metrics.Login("smtp", "unavailable")
 		s.c.log.Error("authentication impossible", "err", err)
 		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
 	}
+	attempt.Succeeded()
 	s.r.opts.Metrics.Login("smtp", "ok")
 	s.c.account = &a
 	s.c.log.Info("authenticated", "user", a.Address, "home", a.Instance)

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/directory"
 	"github.com/mailfleet/mailfleet/runtime/directory/slapdtest"
@@ -322,5 +323,41 @@ func TestUnicodeDomainIsForeign(t *testing.T) {
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) {
 		t.Errorf("an unknown user of the local domain: %v, want 5.1.1", err)
+	}
+}
+
+// TestFailedAuthEndsSession: the third failed AUTH of a session is
+// answered 421 and the connection is closed (20 on one connection were
+// once allowed, followed by success); the right password on a new
+// connection still works.
+func TestFailedAuthEndsSession(t *testing.T) {
+	cert := storetest.NewCert(t)
+	e := newEnv(t, func(o *Options) { o.TLSConfig = cert.ServerConfig() })
+	c, err := smtp.DialStartTLS(e.routerAddr, cert.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 1; i <= 2; i++ {
+		if err := c.Auth(sasl.NewPlainClient("", "alice@example.org", "wrong")); code(err) != 535 {
+			t.Fatalf("failed AUTH %d: %v, want 535", i, err)
+		}
+	}
+	if err := c.Auth(sasl.NewPlainClient("", "alice@example.org", "wrong")); code(err) != 421 {
+		t.Fatalf("third failed AUTH: %v, want 421", err)
+	}
+	testutil.Eventually(t, time.Minute, "the connection closed", func() error {
+		if err := c.Noop(); err == nil {
+			return errors.New("NOOP still answered")
+		}
+		return nil
+	})
+	c2, err := smtp.DialStartTLS(e.routerAddr, cert.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := c2.Auth(sasl.NewPlainClient("", "alice@example.org", "alice-pw")); err != nil {
+		t.Errorf("the right password on a new connection: %v", err)
 	}
 }

@@ -22,6 +22,10 @@ type Directory interface {
 func (c *Conn) Login(tag, user, pass string) bool {
 	p, o := &c.s.proto, &c.s.opts
 	log := c.who.Log.With("user", user)
+	// One check at a time per client address; a failure is answered after
+	// the node's penalty (session.Penalty).
+	attempt := o.Penalty.Attempt(c.who.Client.Addr(), user)
+	defer attempt.Release()
 	ctx, cancel := context.WithTimeout(context.Background(), o.BackendTimeout)
 	defer cancel()
 	a, err := c.s.account(ctx, user, pass)
@@ -29,6 +33,7 @@ func (c *Conn) Login(tag, user, pass string) bool {
 	switch {
 	case errors.Is(err, directory.ErrInvalidCredentials), errors.Is(err, directory.ErrNotFound), errors.Is(err, directory.ErrDuplicate):
 		log.Info("login failed", "reason", err.Error())
+		attempt.Failed()
 		return c.loginFailed(tag + p.InvalidCredentials)
 	case err != nil:
 		o.Metrics.Login(p.Name, "unavailable")
@@ -53,8 +58,10 @@ func (c *Conn) Login(tag, user, pass string) bool {
 	if be == nil {
 		// The instance refused the login: its answer is the answer.
 		log.Info("login refused by instance", "instance", a.Instance, "response", reply.Text)
+		attempt.Failed()
 		return c.loginFailed(tag + reply.Text)
 	}
+	attempt.Succeeded()
 	o.Metrics.Login(p.Name, "ok")
 	log.Info("logged in", "instance", a.Instance)
 	if reply.Untagged != "" {
@@ -87,14 +94,11 @@ func (s *Server) account(ctx context.Context, user, pass string) (directory.Acco
 	return a, err
 }
 
-// loginFailed sends answer after the failed-login delay, and tells whether
-// that was the session's last failure.
+// loginFailed sends answer (after the penalty, which Login has waited),
+// and tells whether that was the session's last failure.
 func (c *Conn) loginFailed(answer string) bool {
 	p, o := &c.s.proto, &c.s.opts
 	o.Metrics.Login(p.Name, "invalid")
-	if d := o.FailedLoginDelay; d > 0 {
-		time.Sleep(d)
-	}
 	c.failed++
 	last := c.failed >= o.MaxFailedLogins
 	if last {

@@ -43,10 +43,14 @@ type Options struct {
 	// BackendTimeout bounds connecting and logging in to an instance.
 	// Zero: 10 seconds.
 	BackendTimeout time.Duration
-	// FailedLoginDelay is waited before answering a failed login; after
+	// FailedLoginDelay is the first failed login's delay; after
 	// MaxFailedLogins failures the session ends. Zero: no delay; 3.
 	FailedLoginDelay time.Duration
 	MaxFailedLogins  int
+	// Penalty is the node's failed-login penalty, shared by its protocols
+	// (session.Penalty). Nil: one of this server's own, from
+	// FailedLoginDelay (doubling up to 15 s, forgotten after 15 minutes).
+	Penalty *session.Penalty
 	// Metrics, when set, counts sessions, logins, refusals.
 	Metrics *session.Metrics
 	// Logger receives the structured log. Nil: discarded.

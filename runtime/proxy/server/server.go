@@ -94,6 +94,9 @@ func New(proto Protocol, opts Options) (*Server, error) {
 	if opts.BackendTimeout <= 0 {
 		opts.BackendTimeout = 10 * time.Second
 	}
+	if opts.Penalty == nil {
+		opts.Penalty = session.NewPenalty(opts.FailedLoginDelay)
+	}
 	if opts.MaxFailedLogins <= 0 {
 		opts.MaxFailedLogins = 3
 	}

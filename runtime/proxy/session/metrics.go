@@ -19,6 +19,7 @@ type Metrics struct {
 	lookups     *prometheus.CounterVec
 	ldap        *prometheus.HistogramVec
 	messages    *prometheus.CounterVec
+	penalties   prometheus.Histogram
 }
 
 // NewMetrics registers the front-end's collectors with reg.
@@ -43,9 +44,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"op", "result"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailfleet_frontend_messages_total",
 			Help: "Messages relayed by the SMTP router, by result."}, []string{"result"}),
+		penalties: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mailfleet_frontend_login_penalty_seconds",
+			Help:    "Delays given to failed logins (the node's penalty: per client address and per account).",
+			Buckets: []float64{.5, 1, 2, 4, 8, 15}}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.active, m.refusals, m.logins, m.backendUp, m.backendErrs, m.lookups, m.ldap, m.messages)
+		reg.MustRegister(m.connections, m.active, m.refusals, m.logins, m.backendUp, m.backendErrs, m.lookups, m.ldap, m.messages, m.penalties)
 	}
 	return m
 }
@@ -117,4 +121,12 @@ func (m *Metrics) CacheHit(found bool) {
 		r = "ok"
 	}
 	m.lookups.WithLabelValues("cache", r).Inc()
+}
+
+// Penalized counts a failed login's delay (Penalty.Penalized).
+func (m *Metrics) Penalized(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.penalties.Observe(d.Seconds())
 }
