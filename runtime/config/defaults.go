@@ -49,3 +49,9 @@ func DefaultLimits() Limits {
 		MaxRecipients:    1000,
 	}
 }
+
+// LoginTimeout bounds the phase before login of IMAP and POP3 sessions:
+// their clients log in at once, and an idle connection before login is
+// what a flood of them is made of. SMTP keeps PreAuthTimeout, RFC 5321's
+// five minutes, which every MX relies on.
+const LoginTimeout = 30 * time.Second

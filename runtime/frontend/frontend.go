@@ -27,6 +27,11 @@ import (
 	"github.com/mailfleet/mailfleet/runtime/router"
 )
 
+// preAuthPerClient bounds the connections of one client address that have
+// not logged in: logins take milliseconds, so even an office behind one
+// address rarely has more than a few in flight.
+const preAuthPerClient = 16
+
 // Node is one running front-end node.
 type Node struct {
 	cfg     config.Frontend
@@ -89,6 +94,10 @@ func New(cfg *config.Frontend, opts Options) (*Node, error) {
 	// spread over IMAP, POP3 and SMTP AUTH count together.
 	penalty := session.NewPenalty(lim.FailedLoginDelay.D())
 	penalty.Penalized = n.metrics.Penalized
+	// Connections that have not logged in may take half the node, 16 of
+	// them one client address; beyond, the oldest is closed (PreAuth).
+	preAuth := &session.PreAuth{Max: lim.MaxConnections / 2, PerClient: preAuthPerClient,
+		Dropped: func(limit string) { n.metrics.Refused("preauth", "oldest_closed_"+limit) }}
 	if p := cfg.IMAP; p != nil {
 		tc, err := serverTLS(p.TLS)
 		if err != nil {
@@ -96,8 +105,8 @@ func New(cfg *config.Frontend, opts Options) (*Node, error) {
 		}
 		if n.imap, err = imap.New(imap.Options{Node: cfg.Node, Directory: d, Instances: cfg.Instances, DefaultRoute: cfg.DefaultRoute,
 			AuthenticateOnProxy: p.AuthenticateOnProxy, TLSConfig: tc, BackendTLS: backendTLS, TrustedBalancers: trusted,
-			MaxConnections: lim.MaxConnections, MaxPerClient: lim.MaxPerClient, PreAuthTimeout: lim.PreAuthTimeout.D(),
-			IdleTimeout: lim.IdleTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), Penalty: penalty, Metrics: n.metrics, Logger: n.log}); err != nil {
+			MaxConnections: lim.MaxConnections, MaxPerClient: lim.MaxPerClient, PreAuthTimeout: min(lim.PreAuthTimeout.D(), config.LoginTimeout),
+			IdleTimeout: lim.IdleTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), Penalty: penalty, PreAuth: preAuth, Metrics: n.metrics, Logger: n.log}); err != nil {
 			return nil, err
 		}
 	}
@@ -108,9 +117,9 @@ func New(cfg *config.Frontend, opts Options) (*Node, error) {
 		}
 		if n.pop3, err = pop3.New(pop3.Options{Node: cfg.Node, Directory: d, Instances: cfg.Instances, DefaultRoute: cfg.DefaultRoute,
 			AuthenticateOnProxy: p.AuthenticateOnProxy, TLSConfig: tc, BackendTLS: backendTLS, TrustedBalancers: trusted,
-			MaxConnections: lim.MaxConnections, MaxPerClient: lim.MaxPerClient, PreAuthTimeout: lim.PreAuthTimeout.D(),
+			MaxConnections: lim.MaxConnections, MaxPerClient: lim.MaxPerClient, PreAuthTimeout: min(lim.PreAuthTimeout.D(), config.LoginTimeout),
 			IdleTimeout: min(lim.IdleTimeout.D(), 10*time.Minute), FailedLoginDelay: lim.FailedLoginDelay.D(),
-			Penalty: penalty, Metrics: n.metrics, Logger: n.log}); err != nil {
+			Penalty: penalty, PreAuth: preAuth, Metrics: n.metrics, Logger: n.log}); err != nil {
 			return nil, err
 		}
 	}
@@ -126,7 +135,7 @@ func New(cfg *config.Frontend, opts Options) (*Node, error) {
 		if n.smtp, err = router.New(router.Options{Hostname: host, Node: cfg.Node, Directory: d, Instances: cfg.Instances,
 			DefaultRoute: cfg.DefaultRoute, Domains: cfg.Domains, Routing: s.Routing, LMTP: s.LMTP, TLSConfig: tc,
 			BackendTLS: backendTLS, TrustedBalancers: trusted, MaxConnections: lim.MaxConnections, MaxPerClient: lim.MaxPerClient,
-			Timeout: lim.PreAuthTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), Penalty: penalty, MaxMessageBytes: lim.MaxMessageBytes,
+			Timeout: lim.PreAuthTimeout.D(), FailedLoginDelay: lim.FailedLoginDelay.D(), Penalty: penalty, PreAuth: preAuth, MaxMessageBytes: lim.MaxMessageBytes,
 			MaxRecipients: lim.MaxRecipients, Metrics: n.metrics, Logger: n.log}); err != nil {
 			return nil, err
 		}

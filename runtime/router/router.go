@@ -76,6 +76,10 @@ type Options struct {
 	Penalty *session.Penalty
 	// MaxFailedAuth failed AUTH commands end a session (421). Zero: 3.
 	MaxFailedAuth int
+	// PreAuth is the node's registry of connections that have not logged
+	// in (session.PreAuth); a session leaves it at its first AUTH that
+	// succeeds or MAIL command. Nil: no such limit.
+	PreAuth *session.PreAuth
 	// MaxMessageBytes and MaxRecipients are announced and enforced. Zero:
 	// 50 MiB and 1000.
 	MaxMessageBytes int64
@@ -201,6 +205,8 @@ type conn struct {
 	client  netip.AddrPort
 	log     *slog.Logger
 	account *directory.Account
+	// leavePreAuth takes the connection out of the node's PreAuth.
+	leavePreAuth func()
 }
 
 func (c *conn) Close() error {
@@ -237,8 +243,12 @@ func (r *Router) newSession(c *smtp.Conn) (smtp.Session, error) {
 			return nil, err
 		}
 		rc.id, rc.client, rc.log = who.ID, who.Client, who.Log
+		rc.leavePreAuth = r.opts.PreAuth.Enter(who.Client.Addr(), func() {
+			who.Log.Info("closed to make room for new connections before login")
+			rc.Close()
+		})
 		rc.mu.Lock()
-		rc.release = append(rc.release, release)
+		rc.release = append(rc.release, release, rc.leavePreAuth)
 		rc.mu.Unlock()
 		rc.log.Info("session started", "helo", c.Hostname())
 	}
@@ -322,6 +332,9 @@ func (s *smtpSession) authenticate(login, password string) error {
 		return &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Temporary authentication failure"}
 	}
 	attempt.Succeeded()
+	if s.c.leavePreAuth != nil {
+		s.c.leavePreAuth()
+	}
 	s.r.opts.Metrics.Login("smtp", "ok")
 	s.c.account = &a
 	s.c.log.Info("authenticated", "user", a.Address, "home", a.Instance)
@@ -332,6 +345,9 @@ func (s *smtpSession) authenticate(login, password string) error {
 // recipient tells which instance to open the relay to.
 func (s *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	s.abort()
+	if s.c.leavePreAuth != nil {
+		s.c.leavePreAuth() // a transaction: no longer an idle connection
+	}
 	s.from, s.mailOpts = from, opts
 	return nil
 }

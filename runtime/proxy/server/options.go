@@ -51,6 +51,10 @@ type Options struct {
 	// (session.Penalty). Nil: one of this server's own, from
 	// FailedLoginDelay (doubling up to 15 s, forgotten after 15 minutes).
 	Penalty *session.Penalty
+	// PreAuth is the node's registry of connections not logged in yet,
+	// shared by its protocols (session.PreAuth): beyond its limits the
+	// oldest is closed. Nil: no such limit.
+	PreAuth *session.PreAuth
 	// Metrics, when set, counts sessions, logins, refusals.
 	Metrics *session.Metrics
 	// Logger receives the structured log. Nil: discarded.

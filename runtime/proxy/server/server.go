@@ -207,7 +207,13 @@ func (s *Server) serveConn(nc net.Conn) {
 	c.who = who
 	c.who.Log.Info("session started")
 	c.br = bufio.NewReaderSize(c.nc, 1024)
+	// Until it logs in, the connection may be closed to make room.
+	leave := s.opts.PreAuth.Enter(who.Client.Addr(), func() {
+		who.Log.Info("closed to make room for new connections before login")
+		c.nc.Close()
+	})
 	s.proto.Preauth(c)
+	leave()
 	if c.backend == nil {
 		return
 	}
