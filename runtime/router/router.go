@@ -348,8 +348,33 @@ func (s *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.c.leavePreAuth != nil {
 		s.c.leavePreAuth() // a transaction: no longer an idle connection
 	}
+	if a := s.c.account; a != nil && from != "" && !sameAddress(from, a.Address) {
+		// An authenticated user sends as itself only (Postfix's
+		// reject_sender_login_mismatch).
+		s.r.opts.Metrics.Refused("smtp", "sender_login_mismatch")
+		s.c.log.Info("sender refused: not the login's address", "from", from, "login", a.Address)
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+			Message: "Sender address rejected: not owned by the authenticated user"}
+	}
 	s.from, s.mailOpts = from, opts
 	return nil
+}
+
+// sameAddress compares two addresses: the local parts in ASCII case, the
+// domains in their canonical form.
+func sameAddress(a, b string) bool {
+	la, da, ok1 := strings.Cut(a, "@")
+	lb, db, ok2 := strings.Cut(b, "@")
+	return ok1 && ok2 && strings.EqualFold(la, lb) && isASCII(la) && maildomain.Equal(da, db)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 var (

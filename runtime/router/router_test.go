@@ -361,3 +361,32 @@ func TestFailedAuthEndsSession(t *testing.T) {
 		t.Errorf("the right password on a new connection: %v", err)
 	}
 }
+
+// TestSenderLoginMismatch: an authenticated user sends as itself only
+// (any letter case; the null sender too), not as ceo@bank.example.
+func TestSenderLoginMismatch(t *testing.T) {
+	cert := storetest.NewCert(t)
+	e := newEnv(t, func(o *Options) { o.TLSConfig = cert.ServerConfig() })
+	c, err := smtp.DialStartTLS(e.routerAddr, cert.ClientConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth(sasl.NewPlainClient("", "alice@example.org", "alice-pw")); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []string{"ceo@bank.example", "bob@example.org", "alice@example.org.evil.test", "alİce@example.org"} {
+		err := c.Mail(from, nil)
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) || se.Code != 553 || se.EnhancedCode != (smtp.EnhancedCode{5, 7, 1}) {
+			t.Errorf("MAIL FROM:<%s> as alice: %v, want 553 5.7.1", from, err)
+		}
+		c.Reset()
+	}
+	for _, from := range []string{"ALICE@Example.ORG", ""} {
+		if err := c.Mail(from, nil); err != nil {
+			t.Errorf("MAIL FROM:<%s> as alice: %v, want accepted", from, err)
+		}
+		c.Reset()
+	}
+}
