@@ -348,6 +348,10 @@ func (s *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	if s.c.leavePreAuth != nil {
 		s.c.leavePreAuth() // a transaction: no longer an idle connection
 	}
+	if badPath(from) {
+		// The client's fault, told as such: never a backend's.
+		return errBadPath
+	}
 	if a := s.c.account; a != nil && from != "" && !sameAddress(from, a.Address) {
 		// An authenticated user sends as itself only (Postfix's
 		// reject_sender_login_mismatch).
@@ -358,6 +362,17 @@ func (s *smtpSession) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	s.from, s.mailOpts = from, opts
 	return nil
+}
+
+// badPath says whether a MAIL or RCPT path carries what no address may:
+// control characters (a CR would break the relay's command line).
+func badPath(p string) bool {
+	for i := 0; i < len(p); i++ {
+		if p[i] < 0x20 || p[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // sameAddress compares two addresses: the local parts in ASCII case, the
@@ -379,6 +394,7 @@ func isASCII(s string) bool {
 
 var (
 	errRelayDenied   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: authenticate first"}
+	errBadPath       = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad address syntax"}
 	errLiteralDenied = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied: no mail to address literals"}
 	errNoSuchUser    = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user in the directory"}
 	errDirectory     = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 3}, Message: "Directory unavailable, try again later"}
@@ -442,6 +458,9 @@ func (s *smtpSession) route(to string) (string, error) {
 // Rcpt implements smtp.Session: the recipient is passed to its home
 // instance at once, so the instance's answer is the sender's answer.
 func (s *smtpSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if badPath(to) {
+		return errBadPath
+	}
 	inst, err := s.route(to)
 	if err != nil {
 		s.c.log.Info("recipient refused", "rcpt", to, "err", err)
@@ -554,7 +573,8 @@ func (s *smtpSession) Data(r io.Reader) error {
 	if err != nil {
 		return s.dataErr(err)
 	}
-	if _, err := io.Copy(w, r); err != nil {
+	client := &readErr{r: r}
+	if _, err := io.Copy(w, client); err != nil {
 		// A message over the size limit or a broken client: the
 		// instance must not get a truncated message, so drop the relay
 		// without ending the DATA.
@@ -563,6 +583,13 @@ func (s *smtpSession) Data(r io.Reader) error {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			return se
+		}
+		if client.err != nil {
+			// The client's side failed (it went away mid-DATA): not the
+			// instance's fault, which stays up in the metrics.
+			s.r.opts.Metrics.Message("client_aborted")
+			s.c.log.Info("client aborted during data", "instance", s.instance, "err", client.err)
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message not received in full"}
 		}
 		return s.dataErr(err)
 	}
@@ -584,6 +611,20 @@ func (s *smtpSession) Data(r io.Reader) error {
 	s.r.opts.Metrics.Message("accepted")
 	s.c.log.Info("message relayed", "instance", s.instance, "from", s.from, "rcpts", len(s.rcpts))
 	return nil
+}
+
+// readErr remembers the error of the client's side of a copy.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }
 
 func (s *smtpSession) dataErr(err error) error {

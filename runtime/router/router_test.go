@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net"
@@ -10,12 +11,14 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/directory"
 	"github.com/mailfleet/mailfleet/runtime/directory/slapdtest"
 	"github.com/mailfleet/mailfleet/runtime/proxy/proxytest"
+	"github.com/mailfleet/mailfleet/runtime/proxy/session"
 	"github.com/mailfleet/mailfleet/runtime/proxy/storetest"
 )
 
@@ -388,5 +391,89 @@ func TestSenderLoginMismatch(t *testing.T) {
 			t.Errorf("MAIL FROM:<%s> as alice: %v, want accepted", from, err)
 		}
 		c.Reset()
+	}
+}
+
+// TestClientFaultsAreNotBackendFaults: a CR in MAIL FROM is the client's
+// error (5xx), and a client that goes away in the middle of DATA leaves
+// the instance up in the metrics; neither counts a backend failure.
+func TestClientFaultsAreNotBackendFaults(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(o *Options) { o.Metrics = session.NewMetrics(reg) })
+	counter := func(name, label string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if label == "" || lp.GetValue() == label {
+						total += m.GetCounter().GetValue()
+						break
+					}
+				}
+			}
+		}
+		return total
+	}
+	raw := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", e.routerAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(time.Minute))
+		return c, bufio.NewReader(c)
+	}
+	expect := func(c net.Conn, r *bufio.Reader, cmd, want string) string {
+		t.Helper()
+		if cmd != "" {
+			fmt.Fprintf(c, "%s\r\n", cmd)
+		}
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%q: %v", cmd, err)
+			}
+			if len(l) < 4 || l[3] != '-' {
+				if !strings.HasPrefix(l, want) {
+					t.Fatalf("%q: %q, want %s", cmd, l, want)
+				}
+				return l
+			}
+		}
+	}
+	c, r := raw()
+	expect(c, r, "", "220")
+	expect(c, r, "EHLO client.test", "250")
+	expect(c, r, "MAIL FROM:<x\rspoof@example.org>", "5")
+	expect(c, r, "MAIL FROM:<x@remote.test>", "250")
+	expect(c, r, "RCPT TO:<bob@example.org>", "250")
+	expect(c, r, "DATA", "354")
+	fmt.Fprintf(c, "Subject: cut\r\n\r\nthe client goes away here")
+	c.Close()
+	// A later transaction still works, and nothing counted the instance
+	// down.
+	c2, r2 := raw()
+	defer c2.Close()
+	expect(c2, r2, "", "220")
+	expect(c2, r2, "EHLO client.test", "250")
+	expect(c2, r2, "MAIL FROM:<x@remote.test>", "250")
+	expect(c2, r2, "RCPT TO:<bob@example.org>", "250")
+	expect(c2, r2, "DATA", "354")
+	fmt.Fprintf(c2, "Subject: whole\r\n\r\nhi\r\n.\r\n")
+	expect(c2, r2, "", "250")
+	testutil.Eventually(t, time.Minute, "the aborted DATA counted as the client's", func() error {
+		if counter("mailfleet_frontend_messages_total", "client_aborted") < 1 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	if n := counter("mailfleet_frontend_backend_failures_total", ""); n != 0 {
+		t.Errorf("%v backend failures counted for client faults", n)
 	}
 }
