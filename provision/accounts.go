@@ -62,6 +62,14 @@ func (ss *Session) Add(ctx context.Context, r AddRequest) (AddResult, error) {
 	if err != nil {
 		return AddResult{}, err
 	}
+	// One validation for every path that creates an account (add,
+	// import): what `account set` would refuse is refused here too.
+	if err := ss.CheckAddress(addr); err != nil {
+		return AddResult{}, err
+	}
+	if r.Quota != nil && *r.Quota < 0 {
+		return AddResult{}, fmt.Errorf("%s: a quota cannot be negative", addr)
+	}
 	hash := r.Hash
 	if hash == "" {
 		if hash, err = HashPassword(r.Password); err != nil {

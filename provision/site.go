@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/mailfleet/mailfleet/internal/maildomain"
 	"github.com/mailfleet/mailfleet/render"
 	"github.com/mailfleet/mailfleet/runtime/adminapi"
 	"github.com/mailfleet/mailfleet/spec"
@@ -30,6 +31,10 @@ type Site struct {
 	AfterMailbox func(address string) error
 
 	byHost map[string]string // FQDN (lower case) → instance name
+	// domains are the site's mail domains (canonical), from its
+	// front-ends and its provisioning policy: an account of another
+	// domain could never receive mail. Empty: any.
+	domains map[string]bool
 
 	domMu   sync.Mutex
 	domDone map[string]bool
@@ -87,6 +92,7 @@ func OpenWith(t *spec.Topology, o Options) (*Site, error) {
 	if p := t.Provisioning; p != nil {
 		s.DomainSettings = adminapi.DomainSettings{DefaultQuota: adminapi.Quota{MaxBytes: p.DefaultQuota}, MaxAccounts: p.AccountLimit}
 	}
+	s.domains = siteDomains(t)
 	var keys *render.Keys
 	if t.Site.Secret.Known && t.Site.Secret.Value != "" {
 		keys = render.NewKeys(t.Site.Secret.Value)
@@ -169,4 +175,50 @@ func (s *Site) EnsureDomain(ctx context.Context, domain string, need []string) e
 	}
 	s.domDone[key] = true
 	return nil
+}
+
+// siteDomains are the mail domains t serves, in canonical form.
+func siteDomains(t *spec.Topology) map[string]bool {
+	out := map[string]bool{}
+	add := func(d string) {
+		if c, err := maildomain.Canonical(d); err == nil {
+			out[c] = true
+		}
+	}
+	for _, fe := range t.Frontends {
+		for _, d := range fe.Domains {
+			add(d)
+		}
+	}
+	if p := t.Provisioning; p != nil {
+		for d := range p.Domains {
+			add(d)
+		}
+	}
+	return out
+}
+
+// CheckAddress refuses an address outside the site's domains: every path
+// that creates an account (add, import, move) goes through it.
+func (s *Site) CheckAddress(addr string) error {
+	if len(s.domains) == 0 {
+		return nil
+	}
+	_, d, _ := strings.Cut(addr, "@")
+	if c, err := maildomain.Canonical(d); err != nil || !s.domains[c] {
+		return fmt.Errorf("%s: %w: %s is not one of the site's domains (%s)", addr, ErrForeignDomain, d, strings.Join(sortedKeys(s.domains), ", "))
+	}
+	return nil
+}
+
+// ErrForeignDomain is an address of a domain the site does not serve.
+var ErrForeignDomain = errors.New("not a domain of this site")
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
