@@ -509,7 +509,13 @@ func (s *smtpSession) open(inst string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.r.opts.BackendTimeout)
 	defer cancel()
-	nc, err := session.DialBackend(ctx, addr, s.c.client, s.c.id, s.r.opts.BackendTimeout)
+	// The account this session authenticated as travels in the PROXY
+	// header: the store relays to other domains for it only.
+	auth := ""
+	if s.c.account != nil {
+		auth = s.c.account.Address
+	}
+	nc, err := session.DialBackend(ctx, addr, s.c.client, s.c.id, auth, s.r.opts.BackendTimeout)
 	if err != nil {
 		s.c.log.Error("instance unreachable", "instance", inst, "addr", addr, "err", err)
 		s.r.opts.Metrics.Backend(inst, "smtp", false)

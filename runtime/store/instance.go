@@ -193,7 +193,13 @@ func (in *Instance) domainServed(domain string) bool {
 
 // relayAllowed: only the trusted networks (the front-end routers) may hand
 // over mail for other domains.
-func (in *Instance) relayAllowed(peer net.Addr) bool {
+func (in *Instance) relayAllowed(peer net.Addr, authenticated string) bool {
+	// Only a session a trusted front-end authenticated (its mark in the
+	// PROXY header) may relay: a front-end's unauthenticated session, or
+	// anything else from its network, may not.
+	if authenticated == "" {
+		return false
+	}
 	ta, ok := peer.(*net.TCPAddr)
 	if !ok {
 		return false

@@ -23,6 +23,7 @@ import (
 	"github.com/mailfleet/mailfleet/internal/testutil"
 	"github.com/mailfleet/mailfleet/runtime/config"
 	"github.com/mailfleet/mailfleet/runtime/store/internal/testpeers"
+	"github.com/mailfleet/mailfleet/runtime/store/proxyhdr"
 )
 
 // startInstance runs an instance in process on the config of
@@ -69,8 +70,17 @@ func sendFrom(t *testing.T, local, addr, client, from string, rcpts []string, bo
 		t.Fatal(err)
 	}
 	if client != "" {
+		// A front-end's header: the client, the session id, and the
+		// account the session authenticated as (the sender here), unless
+		// client ends in "!" (an unauthenticated session).
+		tlvs := []proxyproto.TLV{{Type: proxyproto.PP2_TYPE_UNIQUE_ID, Value: []byte("fe-session-1")}}
+		if c, unauth := strings.CutSuffix(client, "!"); unauth {
+			client = c
+		} else {
+			tlvs = append(tlvs, proxyproto.TLV{Type: proxyhdr.TLVAuthenticated, Value: []byte(from)})
+		}
 		h := proxyproto.HeaderProxyFromAddrs(2, &net.TCPAddr{IP: net.ParseIP(client), Port: 40000}, conn.RemoteAddr())
-		h.SetTLVs([]proxyproto.TLV{{Type: proxyproto.PP2_TYPE_UNIQUE_ID, Value: []byte("fe-session-1")}})
+		h.SetTLVs(tlvs)
 		if _, err := h.WriteTo(conn); err != nil {
 			t.Fatal(err)
 		}
@@ -114,6 +124,12 @@ func TestOutboundThroughRealMTA(t *testing.T) {
 	untrusted := netip.AddrFrom4([4]byte{127, 0, 0, 2}).String()
 	if err := sendFrom(t, untrusted, addrs["smtp"], "", user, []string{"friend@good.test"}, "Subject: x\r\n\r\nx\r\n"); err == nil || !strings.Contains(err.Error(), "550") {
 		t.Fatalf("relay from an untrusted peer: %v", err)
+	}
+
+	// Nor may a trusted front-end's session that did not authenticate:
+	// the front-end's mark is required.
+	if err := sendFrom(t, "127.0.0.1", addrs["smtp"], client+"!", user, []string{"friend@good.test"}, "Subject: x\r\n\r\nx\r\n"); err == nil || !strings.Contains(err.Error(), "550") {
+		t.Fatalf("relay for an unauthenticated session of a trusted front-end: %v", err)
 	}
 
 	// Delivered through the second MX.
@@ -204,7 +220,7 @@ func TestOutboundThroughRealMTA(t *testing.T) {
 		`mailfleet_store_outbound_total{` + inst + `,outcome="failed"}`:                   2,
 		`mailfleet_store_bounces_total{` + inst + `}`:                                     2,
 		`mailfleet_store_queue_messages{` + inst + `}`:                                    0,
-		`mailfleet_store_refusals_total{` + inst + `,proto="smtp",reason="relay_denied"}`: 1,
+		`mailfleet_store_refusals_total{` + inst + `,proto="smtp",reason="relay_denied"}`: 2, // untrusted, and unauthenticated
 	} {
 		if m[series] != want {
 			t.Errorf("%s = %v, want %v", series, m[series], want)

@@ -30,7 +30,7 @@ var errUnexpected = errors.New("proxy: unexpected answer from the instance")
 // naming the client and the session, and lets the protocol log user in.
 // A login the instance refused is its reply without a Backend.
 func (c *Conn) dialBackend(ctx context.Context, addr, user, pass string) (Reply, *Backend, error) {
-	nc, err := session.DialBackend(ctx, addr, c.who.Client, c.who.ID, c.s.opts.BackendTimeout)
+	nc, err := session.DialBackend(ctx, addr, c.who.Client, c.who.ID, "", c.s.opts.BackendTimeout)
 	if err != nil {
 		return Reply{}, nil, err
 	}

@@ -259,7 +259,7 @@ func (l *Limiter) Acquire(client netip.Addr) (release func(), err error) {
 // DialBackend connects to a store listener and writes a PROXY v2 header
 // with the client's address and the session id (PP2_TYPE_UNIQUE_ID), which
 // the store accepts from its trusted networks. timeout bounds the connect.
-func DialBackend(ctx context.Context, addr string, client netip.AddrPort, id string, timeout time.Duration) (net.Conn, error) {
+func DialBackend(ctx context.Context, addr string, client netip.AddrPort, id, auth string, timeout time.Duration) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -268,15 +268,22 @@ func DialBackend(ctx context.Context, addr string, client netip.AddrPort, id str
 	if err != nil {
 		return nil, err
 	}
-	if err := WriteHeader(c, client, id); err != nil {
+	if err := WriteHeader(c, client, id, auth); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// WriteHeader writes the PROXY v2 header of a session to c.
-func WriteHeader(c net.Conn, client netip.AddrPort, id string) error {
+// TLVAuthenticated is the PROXY v2 TLV (of the range RFC-less custom types
+// use, 0xE0–0xEF) in which a front-end names the account a session
+// authenticated as: the store relays mail to other domains only for a
+// connection that carries it, from a trusted front-end.
+const TLVAuthenticated = 0xE0
+
+// WriteHeader writes the PROXY v2 header of a session to c: the client's
+// address, the session id, and the authenticated account ("": none).
+func WriteHeader(c net.Conn, client netip.AddrPort, id, auth string) error {
 	src := net.TCPAddrFromAddrPort(client)
 	dst := c.RemoteAddr().(*net.TCPAddr)
 	if !client.IsValid() {
@@ -295,8 +302,15 @@ func WriteHeader(c net.Conn, client netip.AddrPort, id string) error {
 	if h.TransportProtocol == proxyproto.UNSPEC {
 		h.TransportProtocol = proxyproto.TCPv6
 	}
+	var tlvs []proxyproto.TLV
 	if id != "" {
-		if err := h.SetTLVs([]proxyproto.TLV{{Type: proxyproto.PP2_TYPE_UNIQUE_ID, Value: []byte(Sanitize(id))}}); err != nil {
+		tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_UNIQUE_ID, Value: []byte(Sanitize(id))})
+	}
+	if auth != "" {
+		tlvs = append(tlvs, proxyproto.TLV{Type: TLVAuthenticated, Value: []byte(Sanitize(auth))})
+	}
+	if len(tlvs) > 0 {
+		if err := h.SetTLVs(tlvs); err != nil {
 			return err
 		}
 	}

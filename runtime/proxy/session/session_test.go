@@ -139,7 +139,7 @@ func TestWriteHeaderRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := WriteHeader(c, netip.MustParseAddrPort("[2001:db8::1]:4000"), "fe1-abc"); err != nil {
+	if err := WriteHeader(c, netip.MustParseAddrPort("[2001:db8::1]:4000"), "fe1-abc", ""); err != nil {
 		t.Fatal(err)
 	}
 	h := <-got

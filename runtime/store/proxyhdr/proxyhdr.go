@@ -65,7 +65,19 @@ func Wrap(l net.Listener, trusted []string) (net.Listener, error) {
 
 // SessionID returns the session id a front-end passed in the PROXY header
 // (PP2_TYPE_UNIQUE_ID), or "".
-func SessionID(c net.Conn) string {
+func SessionID(c net.Conn) string { return tlv(c, proxyproto.PP2_TYPE_UNIQUE_ID) }
+
+// TLVAuthenticated is the TLV in which a front-end names the account its
+// session authenticated as (runtime/proxy/session.TLVAuthenticated).
+const TLVAuthenticated = 0xE0
+
+// Authenticated returns the account a front-end says the session
+// authenticated as, or "": only a header from a trusted network is read
+// at all (Wrap), so only a trusted front-end can say it.
+func Authenticated(c net.Conn) string { return tlv(c, TLVAuthenticated) }
+
+// tlv is the value of the PROXY header's TLV of type typ, sanitized, or "".
+func tlv(c net.Conn, typ proxyproto.PP2Type) string {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
@@ -82,7 +94,7 @@ func SessionID(c net.Conn) string {
 		return ""
 	}
 	for _, t := range tlvs {
-		if t.Type == proxyproto.PP2_TYPE_UNIQUE_ID {
+		if t.Type == typ {
 			return sanitize(string(t.Value))
 		}
 	}

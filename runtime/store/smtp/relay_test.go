@@ -17,7 +17,7 @@ func TestRelayFromTrustedPeerIsQueued(t *testing.T) {
 	var queued []string
 	fail := false
 	ts := startServer(t, func(o *Options) {
-		o.Relay = func(peer net.Addr) bool { return strings.HasPrefix(peer.String(), "127.0.0.1:") }
+		o.Relay = func(peer net.Addr, _ string) bool { return strings.HasPrefix(peer.String(), "127.0.0.1:") }
 		o.Enqueue = func(from string, rcpts []string, r io.Reader) error {
 			msg, err := io.ReadAll(r)
 			if err != nil {

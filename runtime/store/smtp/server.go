@@ -55,8 +55,10 @@ type Options struct {
 	// Relay, if set, says whether a connection from peer (the TCP peer,
 	// not the client a PROXY header names) may hand over mail for other
 	// domains: the front-end routers, for mail their authenticated users
-	// send. Such recipients go to Enqueue, durably, before the 250.
-	Relay   func(peer net.Addr) bool
+	// send (authenticated: the account the front-end's PROXY header
+	// names, "" for none). Such recipients go to Enqueue, durably, before
+	// the 250.
+	Relay   func(peer net.Addr, authenticated string) bool
 	Enqueue func(from string, rcpts []string, msg io.Reader) error
 	// SpoolDir holds each message while it arrives (an unlinked temporary
 	// file, so nothing is left behind by a crash): memory per connection
@@ -263,7 +265,7 @@ func (ss *session) rcpt(to string) error {
 	_, domain, _ := strings.Cut(addr.Address, "@")
 	if served := ss.s.opts.DomainServed; served != nil && !served(domain) ||
 		served == nil && len(ss.s.opts.Domains) > 0 && !containsFold(ss.s.opts.Domains, domain) {
-		if ss.s.opts.Relay != nil && ss.s.opts.Enqueue != nil && ss.s.opts.Relay(ss.peer) {
+		if ss.s.opts.Relay != nil && ss.s.opts.Enqueue != nil && ss.s.opts.Relay(ss.peer, proxyhdr.Authenticated(ss.conn.Conn())) {
 			ss.relay = append(ss.relay, addr.Address)
 			return nil
 		}
