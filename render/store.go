@@ -172,13 +172,21 @@ func storeDomains(t *spec.Topology, inst *spec.Instance) []string {
 	return storeSortedSet(set)
 }
 
-// storeTrustedNetworks are the front-ends' trusted networks: the stores
+// storeTrustedNetworks are the front-end nodes' addresses: the stores
 // take relayed mail and forwarded sessions from there.
 func storeTrustedNetworks(t *spec.Topology) []string {
+	// The exact addresses of the front-end nodes (inside the networks the
+	// topology trusts for them), not whole networks: anything else on a
+	// front-end's network may not hand mail to the stores as a front-end.
 	set := map[string]bool{}
 	for _, fe := range t.Frontends {
-		for _, p := range fe.TrustedNetworks {
-			set[p.Masked().String()] = true
+		for _, n := range fe.Nodes {
+			for _, p := range fe.TrustedNetworks {
+				if p.Contains(n.Address) {
+					set[netip.PrefixFrom(n.Address, n.Address.BitLen()).String()] = true
+					break
+				}
+			}
 		}
 	}
 	out := storeSortedSet(set)
