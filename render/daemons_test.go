@@ -247,7 +247,8 @@ func TestStoreConfig(t *testing.T) {
 			if c.LDAP == nil || c.LDAP.URLs[0] != "ldap://10.0.0.210:389" || c.LDAP.BindPasswordFile != ldapServiceSecret || c.PasswdFile != "" {
 				t.Errorf("%s %s: ldap %+v passwd %q", node, inst, c.LDAP, c.PasswdFile)
 			}
-			if strings.Join(c.TrustedNetworks, ",") != "198.51.100.0/24" || len(c.Resolver.Nameservers) != 1 ||
+			// The front-end nodes exactly, not their network.
+			if strings.Join(c.TrustedNetworks, ",") != "198.51.100.101/32,198.51.100.102/32,198.51.100.103/32" || len(c.Resolver.Nameservers) != 1 ||
 				c.Resolver.Nameservers[0] != (config.Nameserver{Address: "10.0.0.1", Priority: 5}) ||
 				c.Resolver.Timeout.D().String() != "2s" || c.Resolver.Retries != 3 {
 				t.Errorf("%s %s: trusted %v resolver %+v", node, inst, c.TrustedNetworks, c.Resolver)
