@@ -103,6 +103,7 @@ func Load(path string, opts Options) (*spec.Topology, Sources, spec.Diagnostics)
 		src[f] = b
 		diags = append(diags, convertDiags(hd)...)
 		if file != nil {
+			diags = append(diags, forNesting(file)...)
 			bodies = append(bodies, file)
 		}
 	}

@@ -989,3 +989,39 @@ network "n" {
 		t.Errorf("a secret used as a CIDR: want an error that does not quote it:\n%s", describe(ds))
 	}
 }
+
+// TestExpressionBombs: a few bytes of nested for expressions or of
+// setproduct would build billions of elements (a file of 159 bytes once
+// took validate to 3 GB); each is refused with a diagnostic at the
+// expression, and a for expression of ordinary size still works.
+func TestExpressionBombs(t *testing.T) {
+	for name, expr := range map[string]string{
+		"nested for":        `length([for a in range(1024) : [for b in range(1024) : [for c in range(1024) : c]]])`,
+		"template for":      `"%{for a in range(1024)}%{for b in range(1024)}x%{endfor}%{endfor}"`,
+		"setproduct":        `length(setproduct(range(1024), range(1024), range(1024)))`,
+		"flatten of ranges": `length(flatten([range(1024), range(1024), range(1024), range(1024), range(1024), range(1024), range(1024), range(1024), range(1024), range(1024)]))`,
+	} {
+		text := "site \"t\" {\n  secret       = env(\"T_SECRET\")\n  cluster_name = " + expr + "\n}\n"
+		dir := write(t, map[string]string{"main.hcl": text})
+		_, _, ds := decode.Load(filepath.Join(dir, "main.hcl"), decode.Options{Env: envOf(testEnv)})
+		if !ds.HasErrors() {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		found := false
+		for _, d := range ds {
+			if d.Severity == spec.Error && d.Subject != nil && d.Subject.Line == 3 {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: no error at the expression:\n%s", name, describe(ds))
+		}
+	}
+	text := "site \"t\" {\n  secret       = env(\"T_SECRET\")\n  cluster_name = join(\"-\", [for p in split(\".\", \"mail.example.org\") : upper(p)])\n}\n"
+	dir := write(t, map[string]string{"main.hcl": text})
+	top, _, ds := decode.Load(filepath.Join(dir, "main.hcl"), decode.Options{Env: envOf(testEnv)})
+	if ds.HasErrors() || top == nil || top.Site.Cluster != "MAIL-EXAMPLE-ORG" {
+		t.Errorf("an ordinary for expression: %+v\n%s", top, describe(ds))
+	}
+}

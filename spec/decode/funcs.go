@@ -158,6 +158,10 @@ func functions(dir string, allow []string, env func(string) (string, bool), un *
 		"env":          envFunc(env, un),
 		"file":         fileFunc(dir, allow, un),
 	}
+	// Those that build collections are bounded (bounds.go).
+	for _, name := range []string{"concat", "distinct", "flatten", "formatlist", "keys", "merge", "range", "setproduct", "split", "tolist", "tomap", "toset", "values", "zipmap"} {
+		fs[name] = bounded(name, fs[name])
+	}
 	return fs
 }
 
