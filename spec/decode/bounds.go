@@ -44,7 +44,7 @@ func (w *forWalker) Enter(n hclsyntax.Node) hcl.Diagnostics {
 		if w.depth == maxForNesting+1 {
 			r := convertRange(fe.SrcRange)
 			w.diags = append(w.diags, spec.Diagnostic{Severity: spec.Error, Summary: "Nested for expression",
-				Detail: fmt.Sprintf("A for expression inside another is not read: nested, they build values of billions of elements from a few bytes, and a topology needs at most %d level.", maxForNesting),
+				Detail:  fmt.Sprintf("A for expression inside another is not read: nested, they build values of billions of elements from a few bytes, and a topology needs at most %d level.", maxForNesting),
 				Subject: &r})
 		}
 	}
