@@ -606,6 +606,9 @@ func (e *Engine) writeHost(ctx context.Context, a *applying) error {
 		}
 		e.progress(node, fmt.Sprintf("writing %d/%d files", i+1, len(writes)))
 		f := c.File
+		if err := a.h.NoLinks(e.root(node), f.Path); err != nil {
+			return err
+		}
 		if err := a.h.WriteFile(e.root(node)+f.Path, f.Content, f.Mode, f.Owner, f.Group); err != nil {
 			return err
 		}
@@ -613,6 +616,9 @@ func (e *Engine) writeHost(ctx context.Context, a *applying) error {
 	}
 	for _, c := range deletes {
 		e.progress(node, "deleting "+c.Path)
+		if err := a.h.NoLinks(e.root(node), c.Path); err != nil {
+			return err
+		}
 		if err := a.h.Remove(e.root(node) + c.Path); err != nil {
 			return err
 		}

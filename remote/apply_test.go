@@ -802,3 +802,27 @@ func TestNoActions(t *testing.T) {
 		t.Fatalf("ran: %q", got)
 	}
 }
+
+// TestSymlinksRefused: a managed path that goes through a symbolic link
+// on the host fails the plan with an error naming it, rather than showing
+// (or, at apply, overwriting) the file the link leads to.
+func TestSymlinksRefused(t *testing.T) {
+	f := newFleet(t, 60, "a")
+	elsewhere := t.TempDir()
+	os.WriteFile(filepath.Join(elsewhere, "app.conf"), []byte("someone else's\n"), 0o644)
+	if err := os.MkdirAll(f.path("a", "/etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, f.path("a", "/etc/app")); err != nil {
+		t.Fatal(err)
+	}
+	hosts := []remote.Host{{Node: "a", Target: f.target("a"),
+		Files: []remote.File{{Path: "/etc/app/app.conf", Mode: 0o644, Content: []byte("mine\n")}}}}
+	_, errs := f.tryPlan(hosts)
+	if errs[0] == nil || !errors.Is(errs[0], sftp.ErrSymlink) || !strings.Contains(errs[0].Error(), "/etc/app") {
+		t.Fatalf("plan through a linked directory: %v, want an ErrSymlink naming /etc/app", errs[0])
+	}
+	if got := readFile(t, filepath.Join(elsewhere, "app.conf")); got != "someone else's\n" {
+		t.Errorf("the link's target changed: %q", got)
+	}
+}

@@ -62,6 +62,9 @@ func (v *view) ReadFile(p string) ([]byte, bool, error) {
 		return b, b != nil, nil
 	}
 	v.mu.Unlock()
+	if err := v.h.NoLinks(v.root, p); err != nil {
+		return nil, false, err
+	}
 	b, ok, err := v.h.ReadFile(v.root + p)
 	if err != nil {
 		return nil, false, err
@@ -101,6 +104,9 @@ func fpStat(i sftp.Info, ok bool) string {
 }
 
 func (v *view) SHA256(ctx context.Context, p string) (string, bool, error) {
+	if err := v.h.NoLinks(v.root, p); err != nil {
+		return "", false, err
+	}
 	s, ok, err := v.h.SHA256(ctx, v.root+p)
 	if err != nil {
 		return s, ok, err

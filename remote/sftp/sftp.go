@@ -42,6 +42,56 @@ type Host struct {
 	// afterTemp, in tests, runs once the temporary file is complete and
 	// before it is renamed.
 	afterTemp func(tmp string) error
+
+	// realDirs are directories NoLinks found to be directories, not links.
+	linkMu   sync.Mutex
+	realDirs map[string]bool
+}
+
+// ErrSymlink is the error of a managed path that goes through a symbolic
+// link on the host.
+var ErrSymlink = errors.New("is a symbolic link; mailfleet does not follow links on the paths it manages (remove the link, or let mailfleet manage the real path)")
+
+// NoLinks fails with ErrSymlink when root+p, or any directory between root
+// and it, is a symbolic link on the host: a read through one would show
+// another file than the one managed, and a write through a linked
+// directory would land elsewhere. The components of root itself are not
+// checked; directories found real are remembered for the connection.
+func (h *Host) NoLinks(root, p string) error {
+	if !path.IsAbs(p) {
+		return h.errorf("check", p, errors.New("path is not absolute"))
+	}
+	parts := strings.Split(strings.TrimPrefix(path.Clean(p), "/"), "/")
+	cur := root
+	for i, part := range parts {
+		cur += "/" + part
+		last := i == len(parts)-1
+		h.linkMu.Lock()
+		known := h.realDirs[cur]
+		h.linkMu.Unlock()
+		if known {
+			continue
+		}
+		fi, err := h.c.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // the rest will be made as real directories
+		}
+		if err != nil {
+			return h.errorf("check", cur, err)
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return h.errorf("check", cur, ErrSymlink)
+		}
+		if !last && fi.IsDir() {
+			h.linkMu.Lock()
+			if h.realDirs == nil {
+				h.realDirs = map[string]bool{}
+			}
+			h.realDirs[cur] = true
+			h.linkMu.Unlock()
+		}
+	}
+	return nil
 }
 
 // Open starts the SFTP subsystem on c. name is how errors name the host.

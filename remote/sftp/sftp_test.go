@@ -274,3 +274,31 @@ func TestSHA256AndLock(t *testing.T) {
 	}
 	r2()
 }
+
+// TestNoLinks: a managed path that goes through a symbolic link on the
+// host (a linked directory, or the file itself) is refused, so that a
+// plan never reads, nor an apply writes, another file than the managed
+// one; real paths, and paths not there yet, pass.
+func TestNoLinks(t *testing.T) {
+	h, _ := open(t, "127.0.0.10", "root")
+	root := t.TempDir()
+	elsewhere := t.TempDir()
+	for _, d := range []string{"etc/real", "var"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(elsewhere, "shadow"), []byte("secret\n"), 0o600)
+	os.Symlink(elsewhere, filepath.Join(root, "etc", "linked"))
+	os.Symlink(filepath.Join(elsewhere, "shadow"), filepath.Join(root, "etc", "real", "conf"))
+	for _, p := range []string{"/etc/linked/shadow", "/etc/linked/new/file", "/etc/real/conf"} {
+		if err := h.NoLinks(root, p); !errors.Is(err, ErrSymlink) {
+			t.Errorf("NoLinks(%s): %v, want ErrSymlink", p, err)
+		}
+	}
+	for _, p := range []string{"/etc/real/other", "/var/new/dir/file", "/etc/real"} {
+		if err := h.NoLinks(root, p); err != nil {
+			t.Errorf("NoLinks(%s): %v, want nil", p, err)
+		}
+	}
+}
