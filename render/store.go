@@ -101,6 +101,7 @@ func storeConfig(t *spec.Topology, inst *spec.Instance) (*config.Store, error) {
 	if inst.Storage == nil || inst.Queue == nil || inst.Run == nil {
 		return nil, fmt.Errorf("needs storage, queue and run partitions")
 	}
+	defaults := config.DefaultLimits()
 	cfg := &config.Store{
 		FormatVersion:   config.FormatVersion,
 		Instance:        inst.Name,
@@ -123,10 +124,10 @@ func storeConfig(t *spec.Topology, inst *spec.Instance) (*config.Store, error) {
 			// The failed-login delay is the store's own default,
 			// config.DefaultFailedLoginDelay, as everywhere.
 			MaxConnections:  storeCapacity(t),
-			PreAuthTimeout:  config.DefaultLimits().PreAuthTimeout,
-			IdleTimeout:     config.DefaultLimits().IdleTimeout,
+			PreAuthTimeout:  defaults.PreAuthTimeout,
+			IdleTimeout:     defaults.IdleTimeout,
 			MaxMessageBytes: config.DefaultMaxMessageBytes,
-			MaxRecipients:   config.DefaultLimits().MaxRecipients,
+			MaxRecipients:   defaults.MaxRecipients,
 		},
 	}
 	if cfg.LogName == "" {

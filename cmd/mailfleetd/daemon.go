@@ -67,7 +67,7 @@ func runDaemon(role string, d daemon, grace time.Duration, stderr io.Writer, ser
 
 // roleLog opens a role's log file (open returns nil, nil when the config
 // names none: stderr then).
-func roleLog(role string, open func() (*os.File, error), stderr io.Writer) (io.Writer, func(), error) {
+func roleLog(open func() (*os.File, error), stderr io.Writer) (io.Writer, func(), error) {
 	f, err := open()
 	if err != nil {
 		return nil, nil, fmt.Errorf("log file: %w", err)

@@ -35,7 +35,7 @@ func runFrontend(args []string, stdout, stderr io.Writer) int {
 	if code, done := loadConfig("frontend", a.config, a.check, cfg, stdout, stderr); done {
 		return code
 	}
-	logOut, closeLog, err := roleLog("frontend", func() (*os.File, error) { return frontend.LogFile(cfg) }, stderr)
+	logOut, closeLog, err := roleLog(func() (*os.File, error) { return frontend.LogFile(cfg) }, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailfleetd frontend: %v\n", err)
 		return 1

@@ -63,7 +63,7 @@ func runStore(args []string, stdout, stderr io.Writer) int {
 			return code
 		}
 	}
-	logOut, closeLog, err := roleLog("store", func() (*os.File, error) { return store.LogFile(cfg) }, stderr)
+	logOut, closeLog, err := roleLog(func() (*os.File, error) { return store.LogFile(cfg) }, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "mailfleetd store: %v\n", err)
 		return 1
